@@ -1,0 +1,1 @@
+//! Directory API stand-in (in progress).

@@ -1,0 +1,1 @@
+//! Image server (in progress).
