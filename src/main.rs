@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", y360_avatar_operator::crd::render_all().expect("render"));
+}
