@@ -193,12 +193,18 @@ impl DirectoryError {
         let (reason, message) = match self {
             Self::InvalidUrl { .. } => (Reason::InvalidSpec, self.to_string()),
             Self::TimedOut => (Reason::DirectoryUnavailable, self.to_string()),
-            Self::Request(_) => (Reason::DirectoryUnavailable, "Directory API is unreachable".into()),
+            Self::Request(_) => (
+                Reason::DirectoryUnavailable,
+                "Directory API is unreachable".into(),
+            ),
             Self::MissingUrl => (Reason::DirectoryUnavailable, self.to_string()),
             Self::Api { status, .. } => api_failure(*status),
         };
         let mut failure = Failure::new(reason, message);
-        if let Self::Api { retry_after_secs, .. } = self {
+        if let Self::Api {
+            retry_after_secs, ..
+        } = self
+        {
             failure.retry_after_secs = *retry_after_secs;
         }
         failure
@@ -208,9 +214,18 @@ impl DirectoryError {
 fn api_failure(status: u16) -> (Reason, String) {
     let (reason, what) = match status {
         400 => (Reason::BadRequest, "rejected the request as invalid"),
-        401 => (Reason::Unauthorized, "rejected the token: it is missing, invalid or expired"),
-        403 => (Reason::Forbidden, "denied access: the token lacks the directory:write_users scope or the user cannot be changed"),
-        404 => (Reason::UserNotFound, "did not find the organization or the user"),
+        401 => (
+            Reason::Unauthorized,
+            "rejected the token: it is missing, invalid or expired",
+        ),
+        403 => (
+            Reason::Forbidden,
+            "denied access: the token lacks the directory:write_users scope or the user cannot be changed",
+        ),
+        404 => (
+            Reason::UserNotFound,
+            "did not find the organization or the user",
+        ),
         429 => (Reason::RateLimited, "is rate limiting requests"),
         _ => (Reason::DirectoryUnavailable, "failed"),
     };
@@ -231,7 +246,10 @@ mod tests {
 
     #[test]
     fn avatar_url_uses_cloud_layout() {
-        let url = avatar_url(&endpoint("https://api360.example.test", PathLayout::Cloud), "7");
+        let url = avatar_url(
+            &endpoint("https://api360.example.test", PathLayout::Cloud),
+            "7",
+        );
         let expected = "https://api360.example.test/directory/v1/org/42/users/7/avatar";
         assert_eq!(url.unwrap().as_str(), expected);
     }
@@ -240,7 +258,8 @@ mod tests {
     fn avatar_url_keeps_path_prefix_on_premises() {
         let base = "https://cloud-api.corp.test/gateway";
         let url = avatar_url(&endpoint(base, PathLayout::OnPremises), "7").unwrap();
-        let expected = "https://cloud-api.corp.test/gateway/v1/api360/directory/org/42/users/7/avatar";
+        let expected =
+            "https://cloud-api.corp.test/gateway/v1/api360/directory/org/42/users/7/avatar";
         assert_eq!(url.as_str(), expected);
     }
 
@@ -280,7 +299,10 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds() {
-        assert_eq!(retry_after_secs(Some(&HeaderValue::from_static(" 30 "))), Some(30));
+        assert_eq!(
+            retry_after_secs(Some(&HeaderValue::from_static(" 30 "))),
+            Some(30)
+        );
         let date = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
         assert_eq!(retry_after_secs(Some(&date)), None);
     }

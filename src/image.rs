@@ -114,18 +114,27 @@ impl Image {
         }
         if bytes.len() > max_bytes {
             let size = bytes.len();
-            return Err(InvalidImage::TooLarge { size, max: max_bytes });
+            return Err(InvalidImage::TooLarge {
+                size,
+                max: max_bytes,
+            });
         }
 
         let format = ImageFormat::detect(&bytes);
         check_complete(format, &bytes)?;
         let hash = content_hash(&bytes);
-        Ok(Self { bytes, format, hash })
+        Ok(Self {
+            bytes,
+            format,
+            hash,
+        })
     }
 
     /// Returns the media type of the image.
     pub fn content_type(&self) -> &'static str {
-        self.format.content_type().unwrap_or("application/octet-stream")
+        self.format
+            .content_type()
+            .unwrap_or("application/octet-stream")
     }
 }
 
@@ -133,7 +142,11 @@ fn check_complete(format: ImageFormat, bytes: &[u8]) -> Result<(), InvalidImage>
     let (name, trailer, reason) = match format {
         ImageFormat::Png => ("PNG", PNG_TRAILER, "the IEND chunk is missing"),
         ImageFormat::Jpeg => ("JPEG", JPEG_END, "the end-of-image marker is missing"),
-        other => return Err(InvalidImage::UnsupportedFormat { detected: other.name() }),
+        other => {
+            return Err(InvalidImage::UnsupportedFormat {
+                detected: other.name(),
+            });
+        }
     };
     // NOTE: a JPEG may carry trailing bytes after its end-of-image marker, so only a file
     // ending in the marker is checked exactly; a missing trailer anywhere means truncation.
@@ -142,7 +155,10 @@ fn check_complete(format: ImageFormat, bytes: &[u8]) -> Result<(), InvalidImage>
     if ends_right || (format == ImageFormat::Jpeg && contains_trailer) {
         Ok(())
     } else {
-        Err(InvalidImage::Truncated { format: name, reason })
+        Err(InvalidImage::Truncated {
+            format: name,
+            reason,
+        })
     }
 }
 
@@ -176,7 +192,10 @@ mod tests {
             (&jpeg(), ImageFormat::Jpeg),
             (b"GIF89a\x01\0\x01\0", ImageFormat::Gif),
             (b"RIFF\x10\0\0\0WEBPVP8 ", ImageFormat::WebP),
-            (b"  <svg xmlns='http://www.w3.org/2000/svg'/>", ImageFormat::Svg),
+            (
+                b"  <svg xmlns='http://www.w3.org/2000/svg'/>",
+                ImageFormat::Svg,
+            ),
             (b"<?xml version='1.0'?><svg/>", ImageFormat::Svg),
             (b"<!DOCTYPE html><html></html>", ImageFormat::Html),
             (b"iVBORw0KGgoAAAANSUhEUg==", ImageFormat::Text),
@@ -197,19 +216,28 @@ mod tests {
 
     #[test]
     fn validate_rejects_empty_bytes() {
-        assert_eq!(Image::validate(Vec::new(), 10).unwrap_err(), InvalidImage::Empty);
+        assert_eq!(
+            Image::validate(Vec::new(), 10).unwrap_err(),
+            InvalidImage::Empty
+        );
     }
 
     #[test]
     fn validate_rejects_oversized_bytes() {
         let err = Image::validate(png(), 8).unwrap_err();
-        assert!(matches!(err, InvalidImage::TooLarge { max: 8, .. }), "{err:?}");
+        assert!(
+            matches!(err, InvalidImage::TooLarge { max: 8, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn validate_names_the_detected_type() {
         let err = Image::validate(b"GIF89a\x01\0\x01\0".to_vec(), 100).unwrap_err();
-        assert_eq!(err.to_string(), "image is GIF, but only PNG and JPEG can be uploaded");
+        assert_eq!(
+            err.to_string(),
+            "image is GIF, but only PNG and JPEG can be uploaded"
+        );
     }
 
     #[test]
@@ -217,7 +245,10 @@ mod tests {
         let mut bytes = png();
         bytes.truncate(bytes.len() - 4);
         let err = Image::validate(bytes, 100).unwrap_err();
-        assert!(matches!(err, InvalidImage::Truncated { format: "PNG", .. }), "{err:?}");
+        assert!(
+            matches!(err, InvalidImage::Truncated { format: "PNG", .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -225,7 +256,10 @@ mod tests {
         let mut bytes = jpeg();
         bytes.truncate(bytes.len() - 2);
         let err = Image::validate(bytes, 100).unwrap_err();
-        assert!(matches!(err, InvalidImage::Truncated { format: "JPEG", .. }), "{err:?}");
+        assert!(
+            matches!(err, InvalidImage::Truncated { format: "JPEG", .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -13,5 +13,10 @@ pub fn install_crypto_provider() {
     // An Err means a provider is installed already, which is what this function ensures.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+pub mod cli;
+pub mod controller;
+pub mod credentials;
+pub mod reconcile;
 pub mod retry;
 pub mod status;
+pub mod telemetry;

@@ -39,7 +39,10 @@ mod tests {
     use crate::reason::Reason;
 
     fn transient() -> Failure {
-        Failure::new(Reason::DirectoryUnavailable, "Directory API failed (HTTP 500)")
+        Failure::new(
+            Reason::DirectoryUnavailable,
+            "Directory API failed (HTTP 500)",
+        )
     }
 
     #[test]
@@ -49,7 +52,10 @@ mod tests {
             let full = BACKOFF_BASE * (1 << (attempt - 1));
             let delay = retry_delay(&transient(), attempt, interval);
             assert!(delay <= full, "attempt {attempt}: {delay:?} > {full:?}");
-            assert!(delay >= full.mul_f64(0.8), "attempt {attempt}: {delay:?} too short");
+            assert!(
+                delay >= full.mul_f64(0.8),
+                "attempt {attempt}: {delay:?} too short"
+            );
         }
     }
 

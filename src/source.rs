@@ -58,7 +58,10 @@ impl SourceError {
             Self::TooLarge { .. } => Reason::SourceTooLarge,
         };
         let mut failure = Failure::new(reason, self.to_string());
-        if let Self::HttpStatus { retry_after_secs, .. } = self {
+        if let Self::HttpStatus {
+            retry_after_secs, ..
+        } = self
+        {
             failure.retry_after_secs = *retry_after_secs;
         }
         failure

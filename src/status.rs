@@ -48,9 +48,10 @@ pub fn next_status(
     status.observed_generation = generation;
     match outcome {
         Outcome::Suspended => mark_suspended(&mut status),
-        Outcome::UpToDate { target, source_version } => {
-            mark_up_to_date(&mut status, target, source_version.as_ref())
-        }
+        Outcome::UpToDate {
+            target,
+            source_version,
+        } => mark_up_to_date(&mut status, target, source_version.as_ref()),
         Outcome::Uploaded(upload) => record_upload(&mut status, upload, now),
         Outcome::Failed(failure) => record_failure(&mut status, failure),
     }
@@ -60,7 +61,13 @@ pub fn next_status(
 
 fn mark_suspended(status: &mut UserAvatarStatus) {
     let message = "spec.suspend is true, so nothing is uploaded until it is set to false";
-    set_condition(&mut status.conditions, READY, false, Reason::Suspended, message);
+    set_condition(
+        &mut status.conditions,
+        READY,
+        false,
+        Reason::Suspended,
+        message,
+    );
     remove_condition(&mut status.conditions, RECONCILING);
     remove_condition(&mut status.conditions, STALLED);
 }
@@ -94,11 +101,18 @@ fn record_failure(status: &mut UserAvatarStatus, failure: &Failure) {
     set_condition(conditions, READY, false, failure.reason, &failure.message);
     match failure.reason.recovery() {
         Recovery::Retry => {
-            set_condition(conditions, RECONCILING, true, failure.reason, "retrying with backoff");
+            set_condition(
+                conditions,
+                RECONCILING,
+                true,
+                failure.reason,
+                "retrying with backoff",
+            );
             remove_condition(conditions, STALLED);
         }
         Recovery::AwaitChange => {
-            let message = "waiting for a change to the spec, the source, the connection or the token";
+            let message =
+                "waiting for a change to the spec, the source, the connection or the token";
             set_condition(conditions, STALLED, true, failure.reason, message);
             remove_condition(conditions, RECONCILING);
         }
@@ -134,7 +148,9 @@ pub fn set_condition(
     message: &str,
 ) {
     let status = if status { "True" } else { "False" }.to_owned();
-    let existing = conditions.iter_mut().find(|condition| condition.type_ == type_);
+    let existing = conditions
+        .iter_mut()
+        .find(|condition| condition.type_ == type_);
     let Some(condition) = existing else {
         conditions.push(Condition {
             type_: type_.to_owned(),
@@ -202,7 +218,10 @@ mod tests {
     #[test]
     fn upload_fills_status() {
         let status = next_status(&Default::default(), Some(3), &upload(), &time(100));
-        assert_eq!(status.url.as_deref(), Some("https://avatars.example.test/a"));
+        assert_eq!(
+            status.url.as_deref(),
+            Some("https://avatars.example.test/a")
+        );
         assert_eq!(status.short_hash.as_deref(), Some("0123456789ab"));
         assert_eq!(status.uploaded_to, Some(target()));
         assert_eq!(status.last_upload_time, Some(time(100)));
@@ -214,7 +233,10 @@ mod tests {
     #[test]
     fn up_to_date_after_upload_changes_nothing() {
         let uploaded = next_status(&Default::default(), Some(3), &upload(), &time(100));
-        let outcome = Outcome::UpToDate { target: target(), source_version: Some("17".into()) };
+        let outcome = Outcome::UpToDate {
+            target: target(),
+            source_version: Some("17".into()),
+        };
         let again = next_status(&uploaded, Some(3), &outcome, &time(500));
         assert_eq!(again, uploaded);
     }
@@ -242,8 +264,16 @@ mod tests {
 
     #[test]
     fn transient_failure_sets_reconciling() {
-        let failure = Failure::new(Reason::DirectoryUnavailable, "Directory API failed (HTTP 500)");
-        let status = next_status(&Default::default(), Some(1), &Outcome::Failed(failure), &time(1));
+        let failure = Failure::new(
+            Reason::DirectoryUnavailable,
+            "Directory API failed (HTTP 500)",
+        );
+        let status = next_status(
+            &Default::default(),
+            Some(1),
+            &Outcome::Failed(failure),
+            &time(1),
+        );
         let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, [READY, RECONCILING]);
     }

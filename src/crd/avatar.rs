@@ -1,3 +1,7 @@
+// The derive attributes repeat keys such as `type_` once per printer column, which clippy
+// mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -21,14 +25,23 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "User", type_ = "string", json_path = ".spec.userId"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Hash", type_ = "string", json_path = ".status.shortHash", priority = 1),
+    printcolumn(
+        name = "Hash",
+        type_ = "string",
+        json_path = ".status.shortHash",
+        priority = 1
+    ),
     printcolumn(
         name = "Message",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].message",
         priority = 1
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct UserAvatarSpec {

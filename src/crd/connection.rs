@@ -1,3 +1,7 @@
+// The derive attributes repeat keys such as `type_` once per printer column, which clippy
+// mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -24,8 +28,17 @@ pub const DEFAULT_API_URL: &str = "https://api360.yandex.net";
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Org", type_ = "integer", json_path = ".spec.orgId"),
-    printcolumn(name = "API", type_ = "string", json_path = ".spec.apiUrl", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "API",
+        type_ = "string",
+        json_path = ".spec.apiUrl",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryConnectionSpec {

@@ -4,8 +4,8 @@ mod avatar;
 mod connection;
 
 pub use avatar::{
-    ConfigMapKeySource, ConnectionReference, ImageSource, UploadTarget, UserAvatar,
-    UserAvatarSpec, UserAvatarStatus,
+    ConfigMapKeySource, ConnectionReference, ImageSource, UploadTarget, UserAvatar, UserAvatarSpec,
+    UserAvatarStatus,
 };
 pub use connection::{
     DEFAULT_API_URL, DirectoryConnection, DirectoryConnectionSpec, DirectoryConnectionStatus,

@@ -15,12 +15,17 @@ pub async fn read_config_map_key(
     name: &str,
     key: &str,
 ) -> Result<ConfigMapBytes, SourceError> {
-    let config_map = api.get_opt(name).await.map_err(|source| SourceError::ReadConfigMap {
-        name: name.to_owned(),
-        source,
-    })?;
+    let config_map = api
+        .get_opt(name)
+        .await
+        .map_err(|source| SourceError::ReadConfigMap {
+            name: name.to_owned(),
+            source,
+        })?;
     let Some(config_map) = config_map else {
-        return Err(SourceError::ConfigMapNotFound { name: name.to_owned() });
+        return Err(SourceError::ConfigMapNotFound {
+            name: name.to_owned(),
+        });
     };
 
     let resource_version = config_map.metadata.resource_version.clone();
@@ -28,11 +33,17 @@ pub async fn read_config_map_key(
         name: name.to_owned(),
         key: key.to_owned(),
     })?;
-    Ok(ConfigMapBytes { bytes, resource_version })
+    Ok(ConfigMapBytes {
+        bytes,
+        resource_version,
+    })
 }
 
 fn key_bytes(mut config_map: ConfigMap, key: &str) -> Option<Vec<u8>> {
-    let binary = config_map.binary_data.as_mut().and_then(|data| data.remove(key));
+    let binary = config_map
+        .binary_data
+        .as_mut()
+        .and_then(|data| data.remove(key));
     if let Some(bytes) = binary {
         return Some(bytes.0);
     }

@@ -57,7 +57,9 @@ impl UrlFetcher {
     pub fn new(policy: UrlPolicy, limits: FetchLimits) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
         let http = reqwest::Client::builder()
-            .dns_resolver(GuardedResolver { policy: policy.clone() })
+            .dns_resolver(GuardedResolver {
+                policy: policy.clone(),
+            })
             .redirect(redirect_policy(policy.clone(), limits.max_redirects))
             .connect_timeout(limits.connect_timeout)
             .read_timeout(limits.read_timeout)
@@ -65,27 +67,44 @@ impl UrlFetcher {
             .user_agent(concat!("y360-avatar-operator/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let max_bytes = limits.max_bytes;
-        Ok(Self { http, policy, max_bytes })
+        Ok(Self {
+            http,
+            policy,
+            max_bytes,
+        })
     }
 
     /// Fetches `url`, sending `validator` as `If-None-Match` (an ETag) or `If-Modified-Since`.
-    pub async fn fetch(&self, raw_url: &str, validator: Option<&str>) -> Result<Fetched, SourceError> {
+    pub async fn fetch(
+        &self,
+        raw_url: &str,
+        validator: Option<&str>,
+    ) -> Result<Fetched, SourceError> {
         let url = Url::parse(raw_url).map_err(|_| SourceError::UrlForbidden {
             url: redact(raw_url),
             reason: "not a valid URL".into(),
         })?;
         let shown = redact(url.as_str());
-        self.policy.check_url(&url).map_err(|reason| SourceError::UrlForbidden {
-            url: shown.clone(),
-            reason,
-        })?;
+        self.policy
+            .check_url(&url)
+            .map_err(|reason| SourceError::UrlForbidden {
+                url: shown.clone(),
+                reason,
+            })?;
 
         let request = with_validator(self.http.get(url), validator);
-        let response = request.send().await.map_err(|error| fetch_error(&shown, error))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| fetch_error(&shown, error))?;
         self.read_body(&shown, response).await
     }
 
-    async fn read_body(&self, shown: &str, response: reqwest::Response) -> Result<Fetched, SourceError> {
+    async fn read_body(
+        &self,
+        shown: &str,
+        response: reqwest::Response,
+    ) -> Result<Fetched, SourceError> {
         let status = response.status().as_u16();
         if status == 304 {
             return Ok(Fetched::NotModified);
@@ -93,15 +112,23 @@ impl UrlFetcher {
         if status != 200 {
             let retry_after_secs = header_str(&response, reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.trim().parse().ok());
-            return Err(SourceError::HttpStatus { url: shown.into(), status, retry_after_secs });
+            return Err(SourceError::HttpStatus {
+                url: shown.into(),
+                status,
+                retry_after_secs,
+            });
         }
 
-        let too_large = || SourceError::TooLarge { url: shown.into(), max: self.max_bytes };
+        let too_large = || SourceError::TooLarge {
+            url: shown.into(),
+            max: self.max_bytes,
+        };
         let declared = header_str(&response, CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_bytes as u64) {
             return Err(too_large());
         }
-        let validator = header_str(&response, ETAG).or_else(|| header_str(&response, LAST_MODIFIED));
+        let validator =
+            header_str(&response, ETAG).or_else(|| header_str(&response, LAST_MODIFIED));
 
         let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
         let mut stream = response.bytes_stream();
@@ -116,7 +143,10 @@ impl UrlFetcher {
     }
 }
 
-fn with_validator(request: reqwest::RequestBuilder, validator: Option<&str>) -> reqwest::RequestBuilder {
+fn with_validator(
+    request: reqwest::RequestBuilder,
+    validator: Option<&str>,
+) -> reqwest::RequestBuilder {
     match validator {
         Some(etag) if etag.starts_with('"') || etag.starts_with("W/") => {
             request.header(IF_NONE_MATCH, etag)
@@ -132,7 +162,10 @@ fn header_str(response: &reqwest::Response, name: reqwest::header::HeaderName) -
 
 fn fetch_error(shown: &str, error: reqwest::Error) -> SourceError {
     if let Some(forbidden) = find_source::<Forbidden>(&error) {
-        return SourceError::UrlForbidden { url: shown.into(), reason: forbidden.0.clone() };
+        return SourceError::UrlForbidden {
+            url: shown.into(),
+            reason: forbidden.0.clone(),
+        };
     }
     if error.is_timeout() {
         return SourceError::TimedOut { url: shown.into() };
@@ -146,10 +179,15 @@ fn fetch_error(shown: &str, error: reqwest::Error) -> SourceError {
     } else {
         "the request failed"
     };
-    SourceError::Unreachable { url: shown.into(), reason: reason.into() }
+    SourceError::Unreachable {
+        url: shown.into(),
+        reason: reason.into(),
+    }
 }
 
-fn find_source<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+fn find_source<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut current = Some(error);
     while let Some(error) = current {
         if let Some(found) = error.downcast_ref::<T>() {
@@ -179,7 +217,11 @@ impl UrlPolicy {
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
-            "http" => return Err("http is disabled; use https or start the operator with --allow-http".into()),
+            "http" => {
+                return Err(
+                    "http is disabled; use https or start the operator with --allow-http".into(),
+                );
+            }
             other => return Err(format!("scheme {other} is not http or https")),
         }
         match url.host() {
@@ -194,14 +236,20 @@ impl UrlPolicy {
         if self.is_allowed(ip) {
             Ok(())
         } else {
-            Err(format!("address {ip} is internal; allow it with --allow-url-network"))
+            Err(format!(
+                "address {ip} is internal; allow it with --allow-url-network"
+            ))
         }
     }
 
     /// Returns whether the operator may connect to `ip`.
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        if self.allowed_networks.iter().any(|network| network.contains(&ip)) {
+        if self
+            .allowed_networks
+            .iter()
+            .any(|network| network.contains(&ip))
+        {
             return true;
         }
         !is_internal(ip)
@@ -248,12 +296,20 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> =
-                resolved.iter().copied().filter(|addr| policy.is_allowed(addr.ip())).collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = resolved
+                .iter()
+                .copied()
+                .filter(|addr| policy.is_allowed(addr.ip()))
+                .collect();
             if allowed.is_empty() && !resolved.is_empty() {
-                let message = format!("{host} resolves only to internal addresses; allow them with --allow-url-network");
-                return Err(Box::new(Forbidden(message)) as Box<dyn std::error::Error + Send + Sync>);
+                let message = format!(
+                    "{host} resolves only to internal addresses; allow them with --allow-url-network"
+                );
+                return Err(
+                    Box::new(Forbidden(message)) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -277,14 +333,26 @@ mod tests {
     use super::*;
 
     fn policy() -> UrlPolicy {
-        UrlPolicy { allow_http: false, allowed_networks: Vec::new() }
+        UrlPolicy {
+            allow_http: false,
+            allowed_networks: Vec::new(),
+        }
     }
 
     #[test]
     fn internal_addresses_are_refused() {
         let internal = [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-            "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
         ];
         for address in internal {
@@ -315,7 +383,10 @@ mod tests {
     fn http_needs_allow_http() {
         let url = Url::parse("http://images.example.test/a.png").unwrap();
         assert!(policy().check_url(&url).is_err());
-        let permissive = UrlPolicy { allow_http: true, ..policy() };
+        let permissive = UrlPolicy {
+            allow_http: true,
+            ..policy()
+        };
         assert!(permissive.check_url(&url).is_ok());
     }
 

@@ -1,0 +1,109 @@
+//! Command-line interface. Every flag of `run` can also be set through the environment
+//! variable named in its help.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+use crate::directory::Timeouts;
+use crate::reconcile::Settings;
+use crate::source::{FetchLimits, UrlPolicy};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "y360-avatar-operator",
+    version,
+    about = "Keeps Yandex 360 user portraits in step with UserAvatar resources"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+    /// Run the controllers with the current kubeconfig or the in-cluster configuration.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Largest image accepted, in bytes, from a ConfigMap or a URL.
+    #[arg(long, env = "Y360_MAX_IMAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_image_bytes: usize,
+
+    /// Maximum number of UserAvatars reconciled at once.
+    #[arg(long, env = "Y360_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+
+    /// Allow `http://` image URLs. Without it only `https://` URLs are fetched.
+    #[arg(long, env = "Y360_ALLOW_HTTP")]
+    pub allow_http: bool,
+
+    /// Network (CIDR) that image URLs may resolve to although it is internal, such as
+    /// 10.0.0.0/8. Repeat the flag or separate entries with commas.
+    #[arg(
+        long = "allow-url-network",
+        env = "Y360_ALLOW_URL_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub allowed_url_networks: Vec<IpNet>,
+
+    /// Maximum number of redirects followed when fetching an image URL.
+    #[arg(long, env = "Y360_MAX_REDIRECTS", default_value_t = 5)]
+    pub max_redirects: usize,
+
+    /// Connect timeout of image fetches and Directory API requests, in seconds.
+    #[arg(long, env = "Y360_CONNECT_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub connect_timeout_seconds: u64,
+
+    /// Longest pause between two reads of an image response body, in seconds.
+    #[arg(long, env = "Y360_READ_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub read_timeout_seconds: u64,
+
+    /// Total time limit of one image fetch or Directory API request, in seconds.
+    #[arg(long, env = "Y360_REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub request_timeout_seconds: u64,
+
+    /// Log format.
+    #[arg(long, env = "Y360_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter in the tracing EnvFilter syntax, such as `info` or
+    /// `info,y360_avatar_operator=debug`.
+    #[arg(long, env = "Y360_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl RunArgs {
+    /// Builds the reconciler settings from the flags.
+    pub fn settings(&self) -> Settings {
+        let connect = Duration::from_secs(self.connect_timeout_seconds);
+        let total = Duration::from_secs(self.request_timeout_seconds);
+        Settings {
+            max_image_bytes: self.max_image_bytes,
+            url_policy: UrlPolicy {
+                allow_http: self.allow_http,
+                allowed_networks: self.allowed_url_networks.clone(),
+            },
+            fetch_limits: FetchLimits {
+                max_bytes: self.max_image_bytes,
+                max_redirects: self.max_redirects,
+                connect_timeout: connect,
+                read_timeout: Duration::from_secs(self.read_timeout_seconds),
+                total_timeout: total,
+            },
+            directory_timeouts: Timeouts { connect, total },
+            api_error_requeue: crate::controller::API_ERROR_REQUEUE,
+        }
+    }
+}

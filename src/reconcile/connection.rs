@@ -1,0 +1,93 @@
+//! Reconcile of one DirectoryConnection: report whether its token Secret and key hold a
+//! usable token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, FIELD_MANAGER};
+use crate::crd::{DirectoryConnection, DirectoryConnectionStatus};
+use crate::credentials::read_token;
+use crate::reason::Reason;
+use crate::retry::jittered;
+use crate::status::{READY, set_condition, stamp_conditions};
+
+/// How often the token Secret is read again. Secrets are not watched, so a new or fixed
+/// Secret shows up in the connection's status within this time.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Reconciles one DirectoryConnection.
+pub async fn reconcile(
+    connection: Arc<DirectoryConnection>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = connection.namespace().ok_or(Error::MissingNamespace)?;
+    let current = connection.status.clone().unwrap_or_default();
+    let mut status = current.clone();
+    status.observed_generation = connection.metadata.generation;
+
+    let reference = &connection.spec.token_secret_ref;
+    match read_token(&ctx.client, &namespace, reference).await {
+        Ok(_) => {
+            let message = format!(
+                "token found in Secret {:?} key {:?}",
+                reference.name, reference.key
+            );
+            set_condition(
+                &mut status.conditions,
+                READY,
+                true,
+                Reason::UpToDate,
+                &message,
+            );
+        }
+        Err(failure) => {
+            set_condition(
+                &mut status.conditions,
+                READY,
+                false,
+                failure.reason,
+                &failure.message,
+            );
+        }
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    stamp_conditions(&mut status.conditions, connection.metadata.generation, &now);
+
+    if status != current {
+        tracing::info!(ready = is_ready(&status), "connection status changed");
+        patch_status(&connection, &namespace, &status, &ctx).await?;
+    }
+    Ok(Action::requeue(jittered(RECHECK_INTERVAL)))
+}
+
+fn is_ready(status: &DirectoryConnectionStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True")
+}
+
+async fn patch_status(
+    connection: &DirectoryConnection,
+    namespace: &str,
+    status: &DirectoryConnectionStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let api: Api<DirectoryConnection> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({
+        "apiVersion": DirectoryConnection::api_version(&()),
+        "kind": DirectoryConnection::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&connection.name_any(), &params, &Patch::Apply(&patch))
+        .await
+        .map_err(Error::PatchStatus)?;
+    Ok(())
+}

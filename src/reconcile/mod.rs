@@ -1,0 +1,113 @@
+//! Reconcilers and the state they share.
+
+pub mod avatar;
+pub mod connection;
+mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Client;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+
+use crate::crd::DirectoryConnection;
+use crate::directory::{DirectoryClient, Timeouts};
+use crate::source::{FetchLimits, UrlFetcher, UrlPolicy};
+
+pub use memory::Memory;
+
+/// Field manager of every status write.
+pub const FIELD_MANAGER: &str = "y360-avatar-operator";
+
+/// Operator settings that reconcilers read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_image_bytes: usize,
+    pub url_policy: UrlPolicy,
+    pub fetch_limits: FetchLimits,
+    pub directory_timeouts: Timeouts,
+    /// Delay before retrying after a failed Kubernetes API call.
+    pub api_error_requeue: Duration,
+}
+
+/// Why a reconcile could not finish. Failures of the image, the source or the Directory API
+/// are not errors here: they are written to status. These are failures to talk to the
+/// Kubernetes API about the object itself.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("object has no namespace")]
+    MissingNamespace,
+
+    #[error("failed to write status")]
+    PatchStatus(#[source] kube::Error),
+
+    #[error("watch caches stopped before they were ready")]
+    CachesStopped,
+}
+
+impl Error {
+    /// Returns a fixed name for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingNamespace => "MissingNamespace",
+            Self::PatchStatus(_) => "PatchStatus",
+            Self::CachesStopped => "CachesStopped",
+        }
+    }
+}
+
+/// State shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub directory: DirectoryClient,
+    pub fetcher: UrlFetcher,
+    pub recorder: Recorder,
+    pub connections: Store<DirectoryConnection>,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub settings: Settings,
+    pub memory: Memory,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        connections: Store<DirectoryConnection>,
+        config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    ) -> Result<Arc<Self>, reqwest::Error> {
+        let directory = DirectoryClient::new(settings.directory_timeouts)?;
+        let fetcher = UrlFetcher::new(settings.url_policy.clone(), settings.fetch_limits)?;
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        let memory = Memory::default();
+        Ok(Arc::new(Self {
+            client,
+            directory,
+            fetcher,
+            recorder,
+            connections,
+            config_maps,
+            settings,
+            memory,
+        }))
+    }
+
+    /// Waits until the connection and ConfigMap caches hold a full list, so that a missing
+    /// entry means the object does not exist.
+    pub async fn wait_for_caches(&self) -> Result<(), Error> {
+        self.connections
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::CachesStopped)?;
+        self.config_maps
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::CachesStopped)
+    }
+}
