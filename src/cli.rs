@@ -35,6 +35,10 @@ pub struct RunArgs {
     #[arg(long, env = "Y360_MAX_IMAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_image_bytes: usize,
 
+    /// Namespace to watch. Without it the operator watches all namespaces.
+    #[arg(long, env = "Y360_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
     /// Maximum number of UserAvatars reconciled at once.
     #[arg(long, env = "Y360_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,

@@ -20,13 +20,27 @@ use crate::retry::jittered;
 pub struct RunOptions {
     /// Maximum number of UserAvatars reconciled at once.
     pub concurrency: u16,
+    /// Namespace to watch; all namespaces when `None`.
+    pub namespace: Option<String>,
+}
+
+fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Runs both controllers until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, settings: Settings, options: RunOptions) -> anyhow::Result<()> {
+    let namespace = options.namespace.as_deref();
     let (connections, connection_writer) = reflector::store();
     let connection_events = watcher(
-        Api::<DirectoryConnection>::all(client.clone()),
+        scoped_api::<DirectoryConnection>(&client, namespace),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -36,7 +50,7 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> any
 
     let (config_maps, config_map_writer) = reflector::store();
     let config_map_events = watcher(
-        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        scoped_api::<PartialObjectMeta<ConfigMap>>(&client, namespace),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -47,12 +61,13 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> any
     let ctx = Context::new(client.clone(), settings, connections, config_maps)?;
     let avatars = avatar_controller(
         client.clone(),
+        namespace,
         options.concurrency,
         connection_events,
         config_map_events,
         ctx.clone(),
     );
-    let connections = connection_controller(client, ctx);
+    let connections = connection_controller(client, namespace, ctx);
     tracing::info!("controllers started");
     tokio::join!(avatars, connections);
     tracing::info!("controllers stopped");
@@ -61,6 +76,7 @@ pub async fn run(client: Client, settings: Settings, options: RunOptions) -> any
 
 async fn avatar_controller(
     client: Client,
+    namespace: Option<&str>,
     concurrency: u16,
     connection_events: impl Stream<Item = Result<DirectoryConnection, watcher::Error>> + Send + 'static,
     config_map_events: impl Stream<Item = Result<PartialObjectMeta<ConfigMap>, watcher::Error>>
@@ -70,7 +86,7 @@ async fn avatar_controller(
 ) {
     let (avatars, avatar_writer) = reflector::store();
     let avatar_events = watcher(
-        Api::<UserAvatar>::all(client),
+        scoped_api::<UserAvatar>(&client, namespace),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
@@ -94,8 +110,8 @@ async fn avatar_controller(
         .await;
 }
 
-async fn connection_controller(client: Client, ctx: Arc<Context>) {
-    let api = Api::<DirectoryConnection>::all(client);
+async fn connection_controller(client: Client, namespace: Option<&str>, ctx: Arc<Context>) {
+    let api = scoped_api::<DirectoryConnection>(&client, namespace);
     Controller::new(api, watcher::Config::default().any_semantic())
         .shutdown_on_signal()
         .run(

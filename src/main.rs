@@ -25,6 +25,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     let options = RunOptions {
         concurrency: args.concurrency,
+        namespace: args.namespace.clone(),
     };
     controller::run(client, args.settings(), options).await
 }

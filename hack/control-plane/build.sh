@@ -12,7 +12,8 @@ out="$cache_root/k8s/$version"
 cached_version_matches() {
     [[ -x "$out/kube-apiserver" && -x "$out/kubectl" && -x "$out/etcd" ]] || return 1
     [[ "$("$out/kube-apiserver" --version 2>/dev/null)" == "Kubernetes $version" ]] || return 1
-    "$out/kubectl" version --client 2>/dev/null | grep -qx "Client Version: $version" || return 1
+    # No pipe here: grep -q would exit early and kubectl could die of SIGPIPE under pipefail.
+    grep -qx "Client Version: $version" <<<"$("$out/kubectl" version --client 2>/dev/null)" || return 1
     "$out/etcd" --version >/dev/null 2>&1
 }
 
