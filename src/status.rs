@@ -23,6 +23,9 @@ pub enum Outcome {
     },
     /// The image was uploaded now.
     Uploaded(Upload),
+    /// The image was uploaded by an earlier reconcile whose status write the watch has not
+    /// delivered yet. The status is rebuilt from that upload.
+    UploadedEarlier(Upload),
     /// The attempt failed.
     Failed(Failure),
 }
@@ -35,6 +38,7 @@ pub struct Upload {
     pub content_type: String,
     pub target: UploadTarget,
     pub source_version: Option<String>,
+    pub time: Time,
 }
 
 /// Builds the next status from the current one.
@@ -44,6 +48,11 @@ pub fn next_status(
     outcome: &Outcome,
     now: &Time,
 ) -> UserAvatarStatus {
+    // A restored upload keeps the times it was first written with, so the write is identical.
+    let now = match outcome {
+        Outcome::UploadedEarlier(upload) => &upload.time,
+        _ => now,
+    };
     let mut status = current.clone();
     status.observed_generation = generation;
     match outcome {
@@ -52,7 +61,9 @@ pub fn next_status(
             target,
             source_version,
         } => mark_up_to_date(&mut status, target, source_version.as_ref()),
-        Outcome::Uploaded(upload) => record_upload(&mut status, upload, now),
+        Outcome::Uploaded(upload) | Outcome::UploadedEarlier(upload) => {
+            record_upload(&mut status, upload)
+        }
         Outcome::Failed(failure) => record_failure(&mut status, failure),
     }
     stamp_conditions(&mut status.conditions, generation, now);
@@ -81,13 +92,13 @@ fn mark_up_to_date(status: &mut UserAvatarStatus, target: &UploadTarget, version
     mark_ready(&mut status.conditions, &message);
 }
 
-fn record_upload(status: &mut UserAvatarStatus, upload: &Upload, now: &Time) {
+fn record_upload(status: &mut UserAvatarStatus, upload: &Upload) {
     status.url = Some(upload.url.clone());
     status.short_hash = Some(short_hash(&upload.content_hash));
     status.content_hash = Some(upload.content_hash.clone());
     status.content_type = Some(upload.content_type.clone());
     status.uploaded_to = Some(upload.target.clone());
-    status.last_upload_time = Some(now.clone());
+    status.last_upload_time = Some(upload.time.clone());
     status.source_version = upload.source_version.clone();
     status.last_error.clear();
 
@@ -204,6 +215,7 @@ mod tests {
             content_type: "image/png".into(),
             target: target(),
             source_version: Some("17".into()),
+            time: time(100),
         })
     }
 
@@ -228,6 +240,19 @@ mod tests {
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(ready(&status).status, "True");
         assert_eq!(ready(&status).reason, "UpToDate");
+    }
+
+    #[test]
+    fn earlier_upload_restores_stale_status() {
+        let fresh = next_status(&Default::default(), Some(3), &upload(), &time(100));
+        let Outcome::Uploaded(record) = upload() else {
+            unreachable!()
+        };
+        let outcome = Outcome::UploadedEarlier(record);
+        let restored = next_status(&Default::default(), Some(3), &outcome, &time(400));
+        assert_eq!(restored.url, fresh.url);
+        assert_eq!(restored.last_upload_time, fresh.last_upload_time);
+        assert_eq!(restored.conditions, fresh.conditions);
     }
 
     #[test]

@@ -272,3 +272,36 @@ async fn directory_errors_land_in_status_without_hot_loop() {
         }
     }
 }
+
+#[tokio::test]
+async fn avatars_sharing_a_config_map_each_get_complete_status() {
+    let mut harness = Harness::new("shared-cm").await;
+    let png = example_image("alice.png");
+    let jpeg = example_image("bob.jpg");
+    harness
+        .put_config_map("portraits", &[("png", &png), ("jpeg", &jpeg)])
+        .await;
+    let users: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("user-{i}"), format!("11300000000001{i:02}")))
+        .collect();
+    for (i, (name, user)) in users.iter().enumerate() {
+        let key = if i % 2 == 0 { "png" } else { "jpeg" };
+        harness
+            .create_config_map_avatar(name, user, "portraits", key)
+            .await;
+    }
+    harness.start_operator();
+
+    for (i, (name, user)) in users.iter().enumerate() {
+        let avatar = harness.wait_for_ready(name, "True", "UpToDate").await;
+        let status = avatar.status.unwrap();
+        let bytes = if i % 2 == 0 { &png } else { &jpeg };
+        assert_eq!(status.content_hash, Some(sha256(bytes)), "{name}");
+        assert!(status.url.is_some(), "{name} has no url");
+        assert!(
+            status.last_upload_time.is_some(),
+            "{name} has no upload time"
+        );
+        assert_eq!(harness.directory.uploads_for(user), 1, "{name}");
+    }
+}

@@ -80,11 +80,8 @@ async fn evaluate(
         SourceRead::Bytes { bytes, version } => (bytes, version),
     };
     let image = Image::validate(bytes, ctx.settings.max_image_bytes).map_err(invalid_image)?;
-    if already_uploaded(avatar, uid, &image.hash, &target, ctx) {
-        return Ok(Outcome::UpToDate {
-            target,
-            source_version: version,
-        });
+    if let Some(outcome) = already_uploaded(avatar, uid, &image.hash, &target, &version, ctx) {
+        return Ok(outcome);
     }
     upload(
         avatar,
@@ -185,18 +182,31 @@ fn invalid_image(error: InvalidImage) -> Failure {
     Failure::new(reason, error.to_string())
 }
 
+/// Returns the outcome when `hash` already went to `target`, as recorded in status or, when
+/// the object is older than the last status write, in this process's memory.
 fn already_uploaded(
     avatar: &UserAvatar,
     uid: &str,
     hash: &str,
     target: &UploadTarget,
+    version: &Option<String>,
     ctx: &Context,
-) -> bool {
+) -> Option<Outcome> {
     let status = avatar.status.as_ref();
     let recorded = status.is_some_and(|status| {
         status.content_hash.as_deref() == Some(hash) && status.uploaded_to.as_ref() == Some(target)
     });
-    recorded || ctx.memory.uploaded(uid, hash, target)
+    if recorded {
+        let target = target.clone();
+        let source_version = version.clone();
+        return Some(Outcome::UpToDate {
+            target,
+            source_version,
+        });
+    }
+    let mut earlier = ctx.memory.uploaded(uid, hash, target)?;
+    earlier.source_version = version.clone();
+    Some(Outcome::UploadedEarlier(earlier))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -232,16 +242,16 @@ async fn upload(
         .await;
     match result {
         Ok(uploaded) => {
-            ctx.memory.record_upload(uid, &image.hash, &target);
-            let content_type = image.content_type().to_owned();
-            let content_hash = image.hash;
-            Ok(Outcome::Uploaded(Upload {
+            let upload = Upload {
                 url: uploaded.url,
-                content_hash,
-                content_type,
+                content_type: image.content_type().to_owned(),
+                content_hash: image.hash,
                 target,
                 source_version,
-            }))
+                time: Time(k8s_openapi::jiff::Timestamp::now()),
+            };
+            ctx.memory.record_upload(uid, &upload);
+            Ok(Outcome::Uploaded(upload))
         }
         Err(error) => {
             tracing::debug!(
@@ -322,7 +332,7 @@ async fn report(avatar: &UserAvatar, current: &UserAvatarStatus, outcome: &Outco
             tracing::debug!(reason = %failure.reason, "reconcile failed again with the same error");
             return;
         }
-        Outcome::Suspended | Outcome::UpToDate { .. } => return,
+        Outcome::Suspended | Outcome::UpToDate { .. } | Outcome::UploadedEarlier(_) => return,
     };
     let reference = avatar.object_ref(&());
     if let Err(error) = ctx.recorder.publish(&event, &reference).await {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::crd::UploadTarget;
 use crate::reason::Failure;
+use crate::status::Upload;
 
 /// Per-object memory, keyed by the object's uid.
 // NOTE: entries of deleted objects stay until the process restarts, a few hundred bytes each.
@@ -18,7 +19,7 @@ pub struct Memory {
 
 #[derive(Clone, Default)]
 struct Entry {
-    last_upload: Option<(String, UploadTarget)>,
+    last_upload: Option<Upload>,
     failures: u32,
     blocked: Option<Blocked>,
     /// Fingerprint of an upload sent in the reconcile under way.
@@ -42,21 +43,18 @@ impl Memory {
         f(entries.entry(uid.to_owned()).or_default())
     }
 
-    /// Returns whether this process uploaded `hash` to `target` last.
-    pub fn uploaded(&self, uid: &str, hash: &str, target: &UploadTarget) -> bool {
+    /// Returns the last upload of this process if it sent `hash` to `target`.
+    pub fn uploaded(&self, uid: &str, hash: &str, target: &UploadTarget) -> Option<Upload> {
         self.with(uid, |entry| {
-            entry
-                .last_upload
-                .as_ref()
-                .is_some_and(|(h, t)| h == hash && t == target)
+            let upload = entry.last_upload.as_ref()?;
+            let same = upload.content_hash == hash && upload.target == *target;
+            same.then(|| upload.clone())
         })
     }
 
     /// Records a successful upload.
-    pub fn record_upload(&self, uid: &str, hash: &str, target: &UploadTarget) {
-        self.with(uid, |entry| {
-            entry.last_upload = Some((hash.to_owned(), target.clone()))
-        });
+    pub fn record_upload(&self, uid: &str, upload: &Upload) {
+        self.with(uid, |entry| entry.last_upload = Some(upload.clone()));
     }
 
     /// Resets the failure count after a reconcile that found nothing wrong.

@@ -69,6 +69,7 @@ pub struct Context {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub settings: Settings,
     pub memory: Memory,
+    caches_ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
@@ -86,6 +87,7 @@ impl Context {
         };
         let recorder = Recorder::new(client.clone(), reporter);
         let memory = Memory::default();
+        let caches_ready = watch_caches(connections.clone(), config_maps.clone());
         Ok(Arc::new(Self {
             client,
             directory,
@@ -95,19 +97,33 @@ impl Context {
             config_maps,
             settings,
             memory,
+            caches_ready,
         }))
     }
 
     /// Waits until the connection and ConfigMap caches hold a full list, so that a missing
     /// entry means the object does not exist.
     pub async fn wait_for_caches(&self) -> Result<(), Error> {
-        self.connections
-            .wait_until_ready()
-            .await
-            .map_err(|_| Error::CachesStopped)?;
-        self.config_maps
-            .wait_until_ready()
-            .await
-            .map_err(|_| Error::CachesStopped)
+        let mut ready = self.caches_ready.clone();
+        let result = ready.wait_for(|ready| *ready).await;
+        result.map(|_| ()).map_err(|_| Error::CachesStopped)
     }
+}
+
+/// Returns a flag that turns true once both caches are ready. `Store::wait_until_ready` wakes
+/// only one of several concurrent waiters, so one task waits on it and many reconciles wait
+/// on the flag.
+fn watch_caches(
+    connections: Store<DirectoryConnection>,
+    config_maps: Store<PartialObjectMeta<ConfigMap>>,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let connections_ready = connections.wait_until_ready().await.is_ok();
+        let config_maps_ready = config_maps.wait_until_ready().await.is_ok();
+        if connections_ready && config_maps_ready {
+            let _ = sender.send(true);
+        }
+    });
+    receiver
 }
