@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[arg(long, env = "Y360_CONNECT_TIMEOUT_SECONDS", default_value_t = 10)]
     pub connect_timeout_seconds: u64,
 
-    /// Longest pause between two reads of an image response body, in seconds.
+    /// Maximum pause between two reads of an image response body, in seconds.
     #[arg(long, env = "Y360_READ_TIMEOUT_SECONDS", default_value_t = 30)]
     pub read_timeout_seconds: u64,
 

@@ -63,7 +63,7 @@ fn secret_value(mut secret: Secret, key: &str) -> Option<Vec<u8>> {
     Some(text.into_bytes())
 }
 
-/// Checks a raw token value and returns it trimmed. The error says what is wrong without
+/// Checks a raw token value and returns it trimmed. The error names the problem without
 /// repeating the value.
 pub fn parse_token(raw: &[u8]) -> Result<Token, &'static str> {
     let text = std::str::from_utf8(raw).map_err(|_| "is not UTF-8 text")?;

@@ -10,7 +10,7 @@ use crate::crd::PathLayout;
 use crate::image::Image;
 use crate::reason::{Failure, Reason};
 
-/// Why an upload failed.
+/// Failure of an upload.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     #[error("invalid Directory API URL {url:?}: {reason}")]
@@ -47,7 +47,7 @@ struct ErrorBody {
     message: String,
 }
 
-/// Where one organization's Directory API is served.
+/// Location of one organization's Directory API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub api_url: String,

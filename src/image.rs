@@ -16,7 +16,7 @@ pub enum ImageFormat {
     Unknown,
 }
 
-/// Why image bytes cannot be uploaded.
+/// Reason image bytes cannot be uploaded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidImage {
     #[error("image is empty (0 bytes)")]

@@ -1,7 +1,7 @@
 //! Fixed failure and success reasons. Each one is used unchanged as a condition reason, an
 //! Event reason and a metric label, so the set stays small and never holds object names.
 
-/// Why a UserAvatar is or is not up to date.
+/// Cause of a UserAvatar being up to date or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     UpToDate,

@@ -8,7 +8,7 @@ pub use url_fetch::{FetchLimits, Fetched, UrlFetcher, UrlPolicy};
 
 use crate::reason::{Failure, Reason};
 
-/// Why the image bytes could not be read.
+/// Failure to read the image bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("ConfigMap {name:?} not found")]

@@ -156,7 +156,7 @@ pub struct UserAvatarStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// Where an image was uploaded to.
+/// Destination of an upload.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadTarget {

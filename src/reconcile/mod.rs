@@ -33,7 +33,7 @@ pub struct Settings {
     pub api_error_requeue: Duration,
 }
 
-/// Why a reconcile could not finish. Failures of the image, the source or the Directory API
+/// Failure of a reconcile. Failures of the image, the source or the Directory API
 /// are not errors here: they are written to status. These are failures to talk to the
 /// Kubernetes API about the object itself.
 #[derive(Debug, thiserror::Error)]
