@@ -1,12 +1,15 @@
 //! Command-line interface. Every flag of `run` can also be set through the environment
 //! variable named in its help.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::controller::RunOptions;
 use crate::directory::Timeouts;
+use crate::leader::LeaseSettings;
 use crate::reconcile::Settings;
 use crate::source::{FetchLimits, UrlPolicy};
 
@@ -26,7 +29,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Run the controllers with the current kubeconfig or the in-cluster configuration.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -35,9 +38,52 @@ pub struct RunArgs {
     #[arg(long, env = "Y360_MAX_IMAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_image_bytes: usize,
 
-    /// Namespace to watch. Without it the operator watches all namespaces.
-    #[arg(long, env = "Y360_WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Namespaces to watch, comma-separated. Without it the operator watches all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "Y360_WATCH_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Label selector that UserAvatars must match, such as `shard=a`, to split objects between
+    /// several installations. Without it every UserAvatar is handled.
+    #[arg(long, env = "Y360_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+
+    /// Address of the admin HTTP server that serves /livez, /readyz and /metrics.
+    #[arg(long, env = "Y360_ADMIN_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub admin_address: SocketAddr,
+
+    /// Run the controllers only while this replica holds the leader Lease.
+    #[arg(long, env = "Y360_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader Lease. Defaults to the pod's namespace (POD_NAMESPACE), else
+    /// `default`.
+    #[arg(long, env = "Y360_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "Y360_LEADER_ELECTION_LEASE_NAME",
+        default_value = "y360-avatar-operator"
+    )]
+    pub leader_election_lease_name: String,
+
+    /// Seconds the leader Lease stays valid without renewal.
+    #[arg(long, env = "Y360_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+
+    /// Seconds before the Lease expires at which the leader renews it.
+    #[arg(long, env = "Y360_LEASE_GRACE_SECONDS", default_value_t = 5)]
+    pub lease_grace_seconds: u64,
+
+    /// Seconds to wait for in-flight reconciles after SIGTERM before abandoning them. An
+    /// abandoned upload writes no status, so the next start checks that object again.
+    #[arg(long, env = "Y360_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub shutdown_timeout_seconds: u64,
 
     /// Maximum number of UserAvatars reconciled at once.
     #[arg(long, env = "Y360_CONCURRENCY", default_value_t = 8)]
@@ -89,6 +135,29 @@ pub enum LogFormat {
 }
 
 impl RunArgs {
+    /// Builds the controller options from the flags.
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            concurrency: self.concurrency,
+            namespaces: self.namespaces.clone(),
+            label_selector: self.label_selector.clone(),
+        }
+    }
+
+    /// Builds the Lease settings from the flags and the pod's environment.
+    pub fn lease_settings(&self) -> LeaseSettings {
+        let pod_namespace = std::env::var("POD_NAMESPACE").ok();
+        let namespace = self.leader_election_namespace.clone().or(pod_namespace);
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| default_identity());
+        LeaseSettings {
+            namespace: namespace.unwrap_or_else(|| "default".to_owned()),
+            name: self.leader_election_lease_name.clone(),
+            identity,
+            duration_seconds: self.lease_duration_seconds,
+            grace_seconds: self.lease_grace_seconds,
+        }
+    }
+
     /// Builds the reconciler settings from the flags.
     pub fn settings(&self) -> Settings {
         let connect = Duration::from_secs(self.connect_timeout_seconds);
@@ -110,4 +179,9 @@ impl RunArgs {
             api_error_requeue: crate::controller::API_ERROR_REQUEUE,
         }
     }
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
 }

@@ -187,6 +187,15 @@ fn retry_after_secs(value: Option<&HeaderValue>) -> Option<u64> {
 }
 
 impl DirectoryError {
+    /// Returns the HTTP status of the response, when one came.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            Self::MissingUrl => Some(200),
+            _ => None,
+        }
+    }
+
     /// Maps the error to the failure shown in status. The message leaves out the upstream
     /// text, which may change between identical failures.
     pub fn to_failure(&self) -> Failure {

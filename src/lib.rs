@@ -13,10 +13,14 @@ pub fn install_crypto_provider() {
     // An Err means a provider is installed already, which is what this function ensures.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+pub mod admin;
 pub mod cli;
 pub mod controller;
 pub mod credentials;
+pub mod leader;
+pub mod metrics;
 pub mod reconcile;
 pub mod retry;
 pub mod status;
 pub mod telemetry;
+pub mod watches;

@@ -30,6 +30,18 @@ pub enum Outcome {
     Failed(Failure),
 }
 
+impl Outcome {
+    /// Returns a fixed name for logs and metrics.
+    pub fn result_name(&self) -> &'static str {
+        match self {
+            Self::Suspended => Reason::Suspended.as_str(),
+            Self::UpToDate { .. } | Self::UploadedEarlier(_) => Reason::UpToDate.as_str(),
+            Self::Uploaded(_) => Reason::Uploaded.as_str(),
+            Self::Failed(failure) => failure.reason.as_str(),
+        }
+    }
+}
+
 /// A successful upload.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Upload {
@@ -38,6 +50,8 @@ pub struct Upload {
     pub content_type: String,
     pub target: UploadTarget,
     pub source_version: Option<String>,
+    /// Value of the re-upload annotation that this upload handled.
+    pub reupload_request: Option<String>,
     pub time: Time,
 }
 
@@ -100,6 +114,9 @@ fn record_upload(status: &mut UserAvatarStatus, upload: &Upload) {
     status.uploaded_to = Some(upload.target.clone());
     status.last_upload_time = Some(upload.time.clone());
     status.source_version = upload.source_version.clone();
+    if upload.reupload_request.is_some() {
+        status.last_handled_reupload = upload.reupload_request.clone();
+    }
     status.last_error.clear();
 
     let message = ready_message(&short_hash(&upload.content_hash), &upload.target);
@@ -215,6 +232,7 @@ mod tests {
             content_type: "image/png".into(),
             target: target(),
             source_version: Some("17".into()),
+            reupload_request: None,
             time: time(100),
         })
     }

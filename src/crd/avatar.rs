@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Desired portrait of one Yandex 360 user.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "y360-avatar-operator.dev",
     version = "v1alpha1",
@@ -79,7 +79,7 @@ pub struct ConnectionReference {
 }
 
 /// Source of the image bytes. Exactly one field is set.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.configMap) != has(self.url)")
     .message("source must set exactly one of configMap and url"))]
@@ -150,6 +150,11 @@ pub struct UserAvatarStatus {
     /// resourceVersion for a `configMap` source. An unchanged version is not read again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_version: Option<String>,
+
+    /// Value of the `y360-avatar-operator.dev/reupload` annotation that the last upload
+    /// handled. Setting the annotation to a new value uploads the current image once more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reupload: Option<String>,
 
     /// `Ready` is True when the current image is uploaded. Its reason says why it is not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -16,10 +17,11 @@ use crate::credentials::read_token;
 use crate::reason::Reason;
 use crate::retry::jittered;
 use crate::status::{READY, set_condition, stamp_conditions};
+use crate::watches::users_of_connection;
 
-/// How often the token Secret is read again. Secrets are not watched, so a new or fixed
-/// Secret shows up in the connection's status within this time.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the token Secret is read again. Secrets are not watched, so a new, fixed or
+/// rotated token is noticed within this time.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Reconciles one DirectoryConnection.
 pub async fn reconcile(
@@ -32,7 +34,17 @@ pub async fn reconcile(
     status.observed_generation = connection.metadata.generation;
 
     let reference = &connection.spec.token_secret_ref;
-    match read_token(&ctx.client, &namespace, reference).await {
+    let token = read_token(&ctx.client, &namespace, reference).await;
+    match &token {
+        Ok(credentials) => {
+            track_token_version(&connection, Some(&credentials.secret_version), &ctx)
+        }
+        Err(failure) if failure.reason == Reason::CredentialsNotFound => {
+            track_token_version(&connection, None, &ctx)
+        }
+        Err(_) => {}
+    }
+    match token {
         Ok(_) => {
             let message = format!(
                 "token found in Secret {:?} key {:?}",
@@ -64,6 +76,31 @@ pub async fn reconcile(
         patch_status(&connection, &namespace, &status, &ctx).await?;
     }
     Ok(Action::requeue(jittered(RECHECK_INTERVAL)))
+}
+
+/// Remembers the token Secret's version and, when it changed since the last check, queues the
+/// UserAvatars of this connection, so that uploads that failed on the old token run again.
+fn track_token_version(connection: &DirectoryConnection, version: Option<&String>, ctx: &Context) {
+    let key = ObjectRef::from_obj(connection);
+    let previous = {
+        let mut versions = ctx.token_versions.lock().unwrap_or_else(|p| p.into_inner());
+        versions.insert(key, version.cloned())
+    };
+    let Some(previous) = previous else {
+        return;
+    };
+    if previous.as_ref() == version {
+        return;
+    }
+
+    let users = users_of_connection(&ctx.caches.avatars, connection);
+    tracing::info!(
+        users = users.len(),
+        "token Secret changed, queueing UserAvatars"
+    );
+    for user in users {
+        let _ = ctx.dependents.unbounded_send(user);
+    }
 }
 
 fn is_ready(status: &DirectoryConnectionStatus) -> bool {

@@ -1,20 +1,24 @@
 //! Reconcilers and the state they share.
 
+mod attempt;
 pub mod avatar;
 pub mod connection;
 mod memory;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::crd::DirectoryConnection;
+use crate::crd::{DirectoryConnection, UserAvatar};
 use crate::directory::{DirectoryClient, Timeouts};
+use crate::metrics::Metrics;
 use crate::source::{FetchLimits, UrlFetcher, UrlPolicy};
 
 pub use memory::Memory;
@@ -59,16 +63,27 @@ impl Error {
     }
 }
 
-/// State shared by all reconciles.
+/// Watch caches of one scope.
+pub struct Caches {
+    pub avatars: Store<UserAvatar>,
+    pub connections: Store<DirectoryConnection>,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+}
+
+/// State shared by all reconciles of one scope.
 pub struct Context {
     pub client: Client,
     pub directory: DirectoryClient,
     pub fetcher: UrlFetcher,
     pub recorder: Recorder,
-    pub connections: Store<DirectoryConnection>,
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub caches: Caches,
     pub settings: Settings,
     pub memory: Memory,
+    /// Sends UserAvatars to reconcile when something they use changed outside their watches.
+    pub dependents: UnboundedSender<ObjectRef<UserAvatar>>,
+    pub metrics: Arc<Metrics>,
+    /// Last seen resourceVersion of each connection's token Secret, `None` while it is missing.
+    pub token_versions: Mutex<HashMap<ObjectRef<DirectoryConnection>, Option<String>>>,
     caches_ready: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -76,8 +91,9 @@ impl Context {
     pub fn new(
         client: Client,
         settings: Settings,
-        connections: Store<DirectoryConnection>,
-        config_maps: Store<PartialObjectMeta<ConfigMap>>,
+        caches: Caches,
+        dependents: UnboundedSender<ObjectRef<UserAvatar>>,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, reqwest::Error> {
         let directory = DirectoryClient::new(settings.directory_timeouts)?;
         let fetcher = UrlFetcher::new(settings.url_policy.clone(), settings.fetch_limits)?;
@@ -87,16 +103,18 @@ impl Context {
         };
         let recorder = Recorder::new(client.clone(), reporter);
         let memory = Memory::default();
-        let caches_ready = watch_caches(connections.clone(), config_maps.clone());
+        let caches_ready = watch_caches(caches.connections.clone(), caches.config_maps.clone());
         Ok(Arc::new(Self {
             client,
             directory,
             fetcher,
             recorder,
-            connections,
-            config_maps,
+            caches,
             settings,
             memory,
+            dependents,
+            metrics,
+            token_versions: Mutex::default(),
             caches_ready,
         }))
     }

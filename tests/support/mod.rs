@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::json;
@@ -73,8 +74,15 @@ fn shared_cluster() -> &'static SharedCluster {
 
 async fn start_cluster() -> anyhow::Result<LocalCluster> {
     let cluster = LocalCluster::start().await?;
+    install_crds(&cluster)?;
+    Ok(cluster)
+}
+
+/// Applies `crds/crds.yaml` with the cluster's kubectl and waits until every CRD is
+/// Established.
+pub fn install_crds(cluster: &LocalCluster) -> anyhow::Result<()> {
     let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/crds.yaml");
-    run_kubectl(&cluster, &["apply", "--server-side", "-f", crds])?;
+    run_kubectl(cluster, &["apply", "--server-side", "-f", crds])?;
     let wait = [
         "wait",
         "--for=condition=Established",
@@ -82,8 +90,7 @@ async fn start_cluster() -> anyhow::Result<LocalCluster> {
         "crd",
         "--all",
     ];
-    run_kubectl(&cluster, &wait)?;
-    Ok(cluster)
+    run_kubectl(cluster, &wait)
 }
 
 fn run_kubectl(cluster: &LocalCluster, args: &[&str]) -> anyhow::Result<()> {
@@ -98,7 +105,12 @@ fn run_kubectl(cluster: &LocalCluster, args: &[&str]) -> anyhow::Result<()> {
 /// Returns a client for the shared control plane.
 pub async fn client() -> Client {
     let yaml = shared_cluster().kubeconfig_yaml.clone();
-    let kubeconfig = Kubeconfig::from_yaml(&yaml).expect("kubeconfig");
+    client_from_kubeconfig(&yaml).await
+}
+
+/// Returns a client for the cluster that a kubeconfig names.
+pub async fn client_from_kubeconfig(yaml: &str) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(yaml).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("client config");
@@ -132,6 +144,14 @@ impl Harness {
         init_logging();
         y360_avatar_operator::install_crypto_provider();
         let client = client().await;
+        Harness::with_client(name, client).await
+    }
+
+    /// Creates the same world as [`Harness::new`] on the cluster that `client` talks to, for
+    /// a test binary that runs a control plane of its own.
+    pub async fn with_client(name: &str, client: Client) -> Harness {
+        init_logging();
+        y360_avatar_operator::install_crypto_provider();
         let namespace = format!("{name}-{}", std::process::id());
         create_namespace(&client, &namespace).await;
 
@@ -156,10 +176,16 @@ impl Harness {
 
     /// Starts the operator in this process, watching only this test's namespace.
     pub fn start_operator(&mut self) {
-        let settings = test_settings();
+        self.start_operator_with(test_settings());
+    }
+
+    /// Starts the operator in this process with the given settings, watching only this
+    /// test's namespace.
+    pub fn start_operator_with(&mut self, settings: Settings) {
         let options = RunOptions {
             concurrency: 4,
-            namespace: Some(self.namespace.clone()),
+            namespaces: vec![self.namespace.clone()],
+            label_selector: None,
         };
         let client = self.client.clone();
         self.operator = Some(tokio::spawn(async move {
@@ -178,9 +204,14 @@ impl Harness {
     }
 
     pub async fn create_token_secret(&self, name: &str, token: &str) {
+        self.create_secret(name, "token", token).await;
+    }
+
+    /// Creates a Secret with one key.
+    pub async fn create_secret(&self, name: &str, key: &str, value: &str) {
         let secret: Secret = serde_json::from_value(json!({
             "metadata": { "name": name },
-            "stringData": { "token": token },
+            "stringData": { key: value },
         }))
         .unwrap();
         self.api::<Secret>()
@@ -280,6 +311,18 @@ impl Harness {
         self.api::<UserAvatar>().get(name).await.unwrap()
     }
 
+    /// Lists every UserAvatar in the namespace.
+    pub async fn avatars(&self) -> Vec<UserAvatar> {
+        let list = self.api::<UserAvatar>().list(&ListParams::default()).await;
+        list.unwrap().items
+    }
+
+    /// Lists every `events.k8s.io/v1` Event in the namespace.
+    pub async fn events(&self) -> Vec<Event> {
+        let list = self.api::<Event>().list(&ListParams::default()).await;
+        list.unwrap().items
+    }
+
     /// Polls the UserAvatar until `done` holds, and fails the test with the last object seen
     /// after `WAIT`.
     pub async fn wait_for(
@@ -328,12 +371,16 @@ pub fn ready_is(avatar: &UserAvatar, status: &str, reason: &str) -> bool {
 pub fn ready_condition(
     avatar: &UserAvatar,
 ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    condition(avatar, "Ready")
+}
+
+/// Returns the condition of the given type, if the status has one.
+pub fn condition(
+    avatar: &UserAvatar,
+    type_: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     let status = avatar.status.as_ref()?;
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .cloned()
+    status.conditions.iter().find(|c| c.type_ == type_).cloned()
 }
 
 async fn create_namespace(client: &Client, name: &str) {

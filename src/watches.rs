@@ -1,0 +1,165 @@
+//! Watch streams and the mappings from changed objects to the UserAvatars that use them.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::crd::{DirectoryConnection, UserAvatar, UserAvatarSpec};
+
+/// Annotation that requests one upload of the current image even when its hash is unchanged.
+/// Any new value requests another; the handled value is echoed in `status.lastHandledReupload`.
+pub const REUPLOAD_ANNOTATION: &str = "y360-avatar-operator.dev/reupload";
+
+/// Watches UserAvatars as untyped objects and converts each one on its own, so that an object
+/// that does not match the Rust type is reported and skipped instead of failing the whole
+/// list and stopping the watch for every other object.
+pub fn typed_avatar_events(
+    client: Client,
+    namespace: Option<&str>,
+    config: watcher::Config,
+    recorder: Recorder,
+) -> impl Stream<Item = Result<watcher::Event<UserAvatar>, watcher::Error>> + Send + 'static {
+    let resource = ApiResource::erase::<UserAvatar>(&());
+    let api: Api<DynamicObject> = match namespace {
+        Some(namespace) => Api::namespaced_with(client, namespace, &resource),
+        None => Api::all_with(client, &resource),
+    };
+    watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let recorder = recorder.clone();
+            async move {
+                match event {
+                    Ok(event) => convert_event(event, &recorder).await.map(Ok),
+                    Err(error) => Some(Err(error)),
+                }
+            }
+        })
+}
+
+async fn convert_event(
+    event: watcher::Event<DynamicObject>,
+    recorder: &Recorder,
+) -> Option<watcher::Event<UserAvatar>> {
+    use watcher::Event::*;
+    Some(match event {
+        Apply(object) => Apply(parse_avatar(object, recorder).await?),
+        InitApply(object) => InitApply(parse_avatar(object, recorder).await?),
+        Delete(object) => Delete(deleted_avatar(object)),
+        Init => Init,
+        InitDone => InitDone,
+    })
+}
+
+async fn parse_avatar(object: DynamicObject, recorder: &Recorder) -> Option<UserAvatar> {
+    let reference = object_reference(&object);
+    match object.try_parse::<UserAvatar>() {
+        Ok(avatar) => Some(avatar),
+        Err(error) => {
+            let message = format!("UserAvatar does not match its schema and is skipped: {error}");
+            let object = reference.name.as_deref().unwrap_or_default();
+            let namespace = reference.namespace.as_deref().unwrap_or_default();
+            tracing::warn!(object, namespace, %error, "skipped a malformed UserAvatar");
+            publish_malformed(recorder, &reference, message).await;
+            None
+        }
+    }
+}
+
+/// Converts a deleted object, falling back to its metadata alone so that the cache drops it
+/// even when its last version did not match the schema.
+fn deleted_avatar(object: DynamicObject) -> UserAvatar {
+    let metadata = object.metadata.clone();
+    object
+        .try_parse::<UserAvatar>()
+        .unwrap_or_else(|_| UserAvatar {
+            metadata,
+            spec: UserAvatarSpec::default(),
+            status: None,
+        })
+}
+
+fn object_reference(object: &DynamicObject) -> k8s_openapi::api::core::v1::ObjectReference {
+    let mut reference = object.object_ref(&ApiResource::erase::<UserAvatar>(&()));
+    reference.resource_version = None;
+    reference
+}
+
+async fn publish_malformed(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    message: String,
+) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "InvalidSpec".into(),
+        note: Some(message),
+        action: "Parse".into(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, reference).await {
+        let error = &error as &dyn std::error::Error;
+        tracing::warn!(error, "failed to publish Event");
+    }
+}
+
+/// Hashes what should make a UserAvatar reconcile: its generation (the spec) and the value of
+/// the re-upload annotation. Status writes change neither.
+pub fn spec_or_reupload_request(avatar: &UserAvatar) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    avatar.metadata.generation.hash(&mut hasher);
+    reupload_request(avatar).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// Returns the value of the re-upload annotation, if set and not empty.
+pub fn reupload_request(avatar: &UserAvatar) -> Option<&str> {
+    let value = avatar.annotations().get(REUPLOAD_ANNOTATION)?;
+    Some(value.as_str()).filter(|value| !value.is_empty())
+}
+
+/// Returns the UserAvatars that read the given ConfigMap.
+pub fn users_of_config_map(
+    avatars: &Store<UserAvatar>,
+    meta: &PartialObjectMeta<ConfigMap>,
+) -> Vec<ObjectRef<UserAvatar>> {
+    let namespace = meta.namespace();
+    let name = meta.name_any();
+    let uses = |avatar: &UserAvatar| {
+        let source = avatar.spec.source.config_map.as_ref();
+        avatar.namespace() == namespace && source.is_some_and(|source| source.name == name)
+    };
+    references(avatars, uses)
+}
+
+/// Returns the UserAvatars that upload through the given DirectoryConnection.
+pub fn users_of_connection(
+    avatars: &Store<UserAvatar>,
+    connection: &DirectoryConnection,
+) -> Vec<ObjectRef<UserAvatar>> {
+    let namespace = connection.namespace();
+    let name = connection.name_any();
+    let uses = |avatar: &UserAvatar| {
+        avatar.namespace() == namespace && avatar.spec.connection_ref.name == name
+    };
+    references(avatars, uses)
+}
+
+// NOTE: each lookup scans every cached UserAvatar, which is cheap for thousands of objects but
+// linear in their number.
+fn references(
+    avatars: &Store<UserAvatar>,
+    uses: impl Fn(&UserAvatar) -> bool,
+) -> Vec<ObjectRef<UserAvatar>> {
+    let state = avatars.state();
+    let users = state.iter().filter(|avatar| uses(avatar));
+    users
+        .map(|avatar| ObjectRef::from_obj(avatar.as_ref()))
+        .collect()
+}
