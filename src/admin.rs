@@ -24,6 +24,17 @@ pub async fn serve(
     address: SocketAddr,
     metrics: Arc<Metrics>,
     ready: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    serve_on(listener, metrics, ready, shutdown).await
+}
+
+/// Serves the admin endpoints on a bound listener; see [`serve`].
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    ready: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let router = Router::new()
@@ -31,7 +42,6 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(AdminState { metrics, ready });
-    let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(address = %listener.local_addr()?, "admin server listening");
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;

@@ -118,6 +118,11 @@ pub struct RunArgs {
     #[arg(long, env = "Y360_REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
     pub request_timeout_seconds: u64,
 
+    /// How often each DirectoryConnection's token Secret is read again, in seconds. Secrets
+    /// are not watched, so a rotated token is noticed within this time.
+    #[arg(long, env = "Y360_TOKEN_RECHECK_SECONDS", default_value_t = 30)]
+    pub token_recheck_seconds: u64,
+
     /// Log format.
     #[arg(long, env = "Y360_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -177,6 +182,7 @@ impl RunArgs {
             },
             directory_timeouts: Timeouts { connect, total },
             api_error_requeue: crate::controller::API_ERROR_REQUEUE,
+            token_recheck_interval: Duration::from_secs(self.token_recheck_seconds),
         }
     }
 }

@@ -2,7 +2,6 @@
 //! usable token.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
@@ -18,10 +17,6 @@ use crate::reason::Reason;
 use crate::retry::jittered;
 use crate::status::{READY, set_condition, stamp_conditions};
 use crate::watches::users_of_connection;
-
-/// How often the token Secret is read again. Secrets are not watched, so a new, fixed or
-/// rotated token is noticed within this time.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Reconciles one DirectoryConnection.
 pub async fn reconcile(
@@ -75,7 +70,9 @@ pub async fn reconcile(
         tracing::info!(ready = is_ready(&status), "connection status changed");
         patch_status(&connection, &namespace, &status, &ctx).await?;
     }
-    Ok(Action::requeue(jittered(RECHECK_INTERVAL)))
+    Ok(Action::requeue(jittered(
+        ctx.settings.token_recheck_interval,
+    )))
 }
 
 /// Remembers the token Secret's version and, when it changed since the last check, queues the

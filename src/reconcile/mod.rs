@@ -35,6 +35,9 @@ pub struct Settings {
     pub directory_timeouts: Timeouts,
     /// Delay before retrying after a failed Kubernetes API call.
     pub api_error_requeue: Duration,
+    /// How often each DirectoryConnection's token Secret is read again. Secrets are not
+    /// watched, so a new, fixed or rotated token is noticed within this time.
+    pub token_recheck_interval: Duration,
 }
 
 /// Failure of a reconcile. Failures of the image, the source or the Directory API

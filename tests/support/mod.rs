@@ -411,6 +411,7 @@ pub fn test_settings() -> Settings {
         },
         directory_timeouts: Timeouts { connect, total },
         api_error_requeue: Duration::from_secs(1),
+        token_recheck_interval: Duration::from_secs(1),
     }
 }
 
