@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use crate::controller::RunOptions;
 use crate::directory::Timeouts;
 use crate::leader::LeaseSettings;
+use crate::rate_limit::UploadLimiter;
 use crate::reconcile::Settings;
 use crate::source::{FetchLimits, UrlPolicy};
 
@@ -118,6 +119,15 @@ pub struct RunArgs {
     #[arg(long, env = "Y360_REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
     pub request_timeout_seconds: u64,
 
+    /// Maximum Directory API uploads per second across all namespaces; 0 for no limit. The
+    /// Directory API documents no rate limit, so the default sets none.
+    #[arg(long, env = "Y360_UPLOAD_RATE_LIMIT", default_value_t = 0.0)]
+    pub upload_rate_limit: f64,
+
+    /// Uploads that may be sent at once before the rate limit applies.
+    #[arg(long, env = "Y360_UPLOAD_BURST", default_value_t = 1)]
+    pub upload_burst: u32,
+
     /// How often each DirectoryConnection's token Secret is read again, in seconds. Secrets
     /// are not watched, so a rotated token is noticed within this time.
     #[arg(long, env = "Y360_TOKEN_RECHECK_SECONDS", default_value_t = 30)]
@@ -183,6 +193,7 @@ impl RunArgs {
             directory_timeouts: Timeouts { connect, total },
             api_error_requeue: crate::controller::API_ERROR_REQUEUE,
             token_recheck_interval: Duration::from_secs(self.token_recheck_seconds),
+            upload_limiter: UploadLimiter::new(self.upload_rate_limit, self.upload_burst),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod controller;
 pub mod credentials;
 pub mod leader;
 pub mod metrics;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod retry;
 pub mod status;

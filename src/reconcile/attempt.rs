@@ -191,6 +191,9 @@ impl Attempt<'_> {
             tracing::debug!(reason = %failure.reason, "upload skipped: the same request failed before");
             return Err(failure);
         }
+        if let Some(limiter) = &self.ctx.settings.upload_limiter {
+            limiter.acquire().await;
+        }
         memory.begin_attempt(self.uid, fingerprint);
 
         let endpoint = Endpoint {

@@ -19,6 +19,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::crd::{DirectoryConnection, UserAvatar};
 use crate::directory::{DirectoryClient, Timeouts};
 use crate::metrics::Metrics;
+use crate::rate_limit::UploadLimiter;
 use crate::source::{FetchLimits, UrlFetcher, UrlPolicy};
 
 pub use memory::Memory;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub directory_timeouts: Timeouts,
     /// Delay before retrying after a failed Kubernetes API call.
     pub api_error_requeue: Duration,
+    /// Shared cap on the rate of Directory API uploads; `None` for no cap.
+    pub upload_limiter: Option<UploadLimiter>,
     /// How often each DirectoryConnection's token Secret is read again. Secrets are not
     /// watched, so a new, fixed or rotated token is noticed within this time.
     pub token_recheck_interval: Duration,

@@ -412,6 +412,7 @@ pub fn test_settings() -> Settings {
         directory_timeouts: Timeouts { connect, total },
         api_error_requeue: Duration::from_secs(1),
         token_recheck_interval: Duration::from_secs(1),
+        upload_limiter: None,
     }
 }
 
