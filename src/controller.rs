@@ -18,6 +18,7 @@ use crate::crd::{DirectoryConnection, UserAvatar};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Caches, Context, Error, Settings};
 use crate::retry::jittered;
+use crate::usage::UsageIndex;
 use crate::watches;
 
 /// Default delay before retrying after a failed Kubernetes API call.
@@ -170,13 +171,11 @@ impl Scope {
         .touched_objects();
 
         let (avatars, avatar_writer) = reflector::store();
-        let mut avatar_config = watcher::Config::default().any_semantic();
-        if let Some(selector) = &self.options.label_selector {
-            avatar_config = avatar_config.labels(selector);
-        }
         let (dependents, dependent_triggers) = mpsc::unbounded();
+        let usage = UsageIndex::default();
         let caches = Caches {
             avatars,
+            usage: usage.clone(),
             connections,
             config_maps,
         };
@@ -184,16 +183,12 @@ impl Scope {
         let metrics = hooks.metrics.clone();
         let ctx = Context::new(self.client.clone(), settings, caches, dependents, metrics)?;
         report_ready(ctx.clone(), hooks.ready, unsynced);
-        let recorder = ctx.recorder.clone();
-        let avatar_events = watches::typed_avatar_events(
-            self.client.clone(),
-            self.namespace.as_deref(),
-            avatar_config,
-            recorder,
-        )
-        .reflect(avatar_writer)
-        .applied_objects()
-        .predicate_filter(watches::spec_or_reupload_request, Default::default());
+
+        let avatar_events = self
+            .avatar_events(ctx.recorder.clone(), usage)
+            .reflect(avatar_writer)
+            .applied_objects()
+            .predicate_filter(watches::spec_or_reupload_request, Default::default());
 
         let triggers = AvatarTriggers {
             connection_events,
@@ -207,6 +202,26 @@ impl Scope {
         Ok(())
     }
 
+    /// Watches UserAvatars and keeps the usage index up to date from the same events.
+    fn avatar_events(
+        &self,
+        recorder: kube::runtime::events::Recorder,
+        usage: UsageIndex,
+    ) -> impl Stream<Item = Result<watcher::Event<UserAvatar>, watcher::Error>> + Send + 'static
+    {
+        let mut config = watcher::Config::default().any_semantic();
+        if let Some(selector) = &self.options.label_selector {
+            config = config.labels(selector);
+        }
+        let namespace = self.namespace.as_deref();
+        let events = watches::typed_avatar_events(self.client.clone(), namespace, config, recorder);
+        events.inspect(move |event| {
+            if let Ok(event) = event {
+                usage.apply(event);
+            }
+        })
+    }
+
     async fn avatar_controller<A, C, M>(
         &self,
         avatar_events: A,
@@ -218,8 +233,8 @@ impl Scope {
         C: Stream<Item = Result<DirectoryConnection, watcher::Error>> + Send + 'static,
         M: Stream<Item = Result<PartialObjectMeta<ConfigMap>, watcher::Error>> + Send + 'static,
     {
-        let by_config_map = ctx.caches.avatars.clone();
-        let by_connection = ctx.caches.avatars.clone();
+        let by_config_map = ctx.caches.usage.clone();
+        let by_connection = ctx.caches.usage.clone();
         let config = controller::Config::default().concurrency(self.options.concurrency);
         Controller::for_stream(avatar_events, ctx.caches.avatars.clone())
             .with_config(config)

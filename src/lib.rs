@@ -24,4 +24,5 @@ pub mod reconcile;
 pub mod retry;
 pub mod status;
 pub mod telemetry;
+pub mod usage;
 pub mod watches;

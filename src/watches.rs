@@ -6,11 +6,12 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::crd::{DirectoryConnection, UserAvatar, UserAvatarSpec};
+use crate::usage::UsageIndex;
 
 /// Annotation that requests one upload of the current image even when its hash is unchanged.
 /// Any new value requests another; the handled value is echoed in `status.lastHandledReupload`.
@@ -126,40 +127,18 @@ pub fn reupload_request(avatar: &UserAvatar) -> Option<&str> {
 
 /// Returns the UserAvatars that read the given ConfigMap.
 pub fn users_of_config_map(
-    avatars: &Store<UserAvatar>,
+    usage: &UsageIndex,
     meta: &PartialObjectMeta<ConfigMap>,
 ) -> Vec<ObjectRef<UserAvatar>> {
-    let namespace = meta.namespace();
-    let name = meta.name_any();
-    let uses = |avatar: &UserAvatar| {
-        let source = avatar.spec.source.config_map.as_ref();
-        avatar.namespace() == namespace && source.is_some_and(|source| source.name == name)
-    };
-    references(avatars, uses)
+    let namespace = meta.namespace().unwrap_or_default();
+    usage.users_of_config_map(&namespace, &meta.name_any())
 }
 
 /// Returns the UserAvatars that upload through the given DirectoryConnection.
 pub fn users_of_connection(
-    avatars: &Store<UserAvatar>,
+    usage: &UsageIndex,
     connection: &DirectoryConnection,
 ) -> Vec<ObjectRef<UserAvatar>> {
-    let namespace = connection.namespace();
-    let name = connection.name_any();
-    let uses = |avatar: &UserAvatar| {
-        avatar.namespace() == namespace && avatar.spec.connection_ref.name == name
-    };
-    references(avatars, uses)
-}
-
-// NOTE: each lookup scans every cached UserAvatar, which is cheap for thousands of objects but
-// linear in their number.
-fn references(
-    avatars: &Store<UserAvatar>,
-    uses: impl Fn(&UserAvatar) -> bool,
-) -> Vec<ObjectRef<UserAvatar>> {
-    let state = avatars.state();
-    let users = state.iter().filter(|avatar| uses(avatar));
-    users
-        .map(|avatar| ObjectRef::from_obj(avatar.as_ref()))
-        .collect()
+    let namespace = connection.namespace().unwrap_or_default();
+    usage.users_of_connection(&namespace, &connection.name_any())
 }

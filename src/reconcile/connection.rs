@@ -90,7 +90,7 @@ fn track_token_version(connection: &DirectoryConnection, version: Option<&String
         return;
     }
 
-    let users = users_of_connection(&ctx.caches.avatars, connection);
+    let users = users_of_connection(&ctx.caches.usage, connection);
     tracing::info!(
         users = users.len(),
         "token Secret changed, queueing UserAvatars"

@@ -21,6 +21,7 @@ use crate::directory::{DirectoryClient, Timeouts};
 use crate::metrics::Metrics;
 use crate::rate_limit::UploadLimiter;
 use crate::source::{FetchLimits, UrlFetcher, UrlPolicy};
+use crate::usage::UsageIndex;
 
 pub use memory::Memory;
 
@@ -72,6 +73,8 @@ impl Error {
 /// Watch caches of one scope.
 pub struct Caches {
     pub avatars: Store<UserAvatar>,
+    /// Which UserAvatars use which ConfigMap and DirectoryConnection.
+    pub usage: UsageIndex,
     pub connections: Store<DirectoryConnection>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
 }
