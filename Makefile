@@ -4,7 +4,7 @@
 CARGO ?= cargo
 LOCAL := .local
 
-.PHONY: build crds control-plane cluster cluster-down demo test lint fmt
+.PHONY: build crds control-plane helm cluster cluster-down demo test lint fmt
 
 build:
 	$(CARGO) build --workspace --bins
@@ -12,10 +12,15 @@ build:
 ## Regenerate crds/ from the Rust types.
 crds:
 	$(CARGO) run --quiet -- crd > crds/crds.yaml
+	cp crds/crds.yaml charts/y360-avatar-operator/files/crds.yaml
 
 ## Build (or reuse) kube-apiserver, etcd and kubectl.
 control-plane:
 	hack/control-plane/build.sh
+
+## Build (or reuse) helm for the chart tests in tests/chart.rs.
+helm:
+	hack/helm/build.sh
 
 ## Start a local control plane in the background; its kubeconfig is .local/kubeconfig.
 cluster: build control-plane
@@ -41,5 +46,14 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-test: lint control-plane
+test: lint control-plane helm
 	$(CARGO) test --workspace
+
+## Scale benchmark of the release binary on a local control plane; see BENCHMARKS.md.
+## BENCH_ARGS overrides its flags, such as BENCH_ARGS="--n 1000 --churn-minutes 1".
+BENCH_ARGS ?= --n 1000,10000
+.PHONY: bench
+bench: control-plane
+	$(CARGO) build --release --bin y360-avatar-operator
+	@mkdir -p target/bench
+	$(CARGO) run --release -p y360-testkit --bin bench -- --output target/bench/report.md $(BENCH_ARGS)

@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Resource, ResourceExt};
 
 use super::attempt::Attempt;
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error, apply_status};
 use crate::crd::{UserAvatar, UserAvatarStatus};
 use crate::reason::Reason;
 use crate::retry::{jittered, retry_delay};
@@ -50,31 +48,12 @@ async fn reconcile_inner(avatar: &UserAvatar, ctx: &Context) -> Result<(Outcome,
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = next_status(&current, avatar.metadata.generation, &outcome, &now);
     if status != current {
-        patch_status(avatar, &namespace, &status, ctx).await?;
+        apply_status(ctx, avatar, &status).await?;
     }
 
     report(avatar, &current, &outcome, ctx).await;
     let action = next_action(avatar, &uid, &outcome, ctx);
     Ok((outcome, action))
-}
-
-async fn patch_status(
-    avatar: &UserAvatar,
-    namespace: &str,
-    status: &UserAvatarStatus,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let api: Api<UserAvatar> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": UserAvatar::api_version(&()),
-        "kind": UserAvatar::kind(&()),
-        "status": status,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&avatar.name_any(), &params, &Patch::Apply(&patch))
-        .await
-        .map_err(Error::PatchStatus)?;
-    Ok(())
 }
 
 /// Logs the outcome and publishes an Event for each upload and each new failure.

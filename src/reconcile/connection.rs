@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error, apply_status};
 use crate::crd::{DirectoryConnection, DirectoryConnectionStatus};
 use crate::credentials::read_token;
 use crate::reason::Reason;
@@ -68,7 +66,7 @@ pub async fn reconcile(
 
     if status != current {
         tracing::info!(ready = is_ready(&status), "connection status changed");
-        patch_status(&connection, &namespace, &status, &ctx).await?;
+        apply_status(&ctx, connection.as_ref(), &status).await?;
     }
     Ok(Action::requeue(jittered(
         ctx.settings.token_recheck_interval,
@@ -105,23 +103,4 @@ fn is_ready(status: &DirectoryConnectionStatus) -> bool {
         .conditions
         .iter()
         .any(|c| c.type_ == READY && c.status == "True")
-}
-
-async fn patch_status(
-    connection: &DirectoryConnection,
-    namespace: &str,
-    status: &DirectoryConnectionStatus,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let api: Api<DirectoryConnection> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": DirectoryConnection::api_version(&()),
-        "kind": DirectoryConnection::kind(&()),
-        "status": status,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&connection.name_any(), &params, &Patch::Apply(&patch))
-        .await
-        .map_err(Error::PatchStatus)?;
-    Ok(())
 }

@@ -154,3 +154,35 @@ fn watch_caches(
     });
     receiver
 }
+
+/// Writes `status` to the object's status subresource with server-side apply under the
+/// operator's field manager.
+async fn apply_status<K>(
+    ctx: &Context,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let namespace = object
+        .meta()
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingNamespace)?;
+    let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let params = kube::api::PatchParams::apply(FIELD_MANAGER).force();
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    api.patch_status(name, &params, &kube::api::Patch::Apply(&patch))
+        .await
+        .map_err(Error::PatchStatus)?;
+    Ok(())
+}
