@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::{self, Caches, Context, Error, Settings};
 use crate::retry::jittered;
 use crate::usage::UsageIndex;
-use crate::watches;
+use crate::watches::{self, WatchBackoff};
 
 /// Default delay before retrying after a failed Kubernetes API call.
 pub const API_ERROR_REQUEUE: Duration = Duration::from_secs(5);
@@ -155,7 +155,7 @@ impl Scope {
             self.api::<DirectoryConnection>(),
             watcher::Config::default(),
         )
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .reflect(connection_writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -165,7 +165,7 @@ impl Scope {
             self.api::<PartialObjectMeta<ConfigMap>>(),
             watcher::Config::default(),
         )
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(|meta| meta.metadata.managed_fields = None)
         .reflect(config_map_writer)
         .touched_objects();
@@ -238,6 +238,7 @@ impl Scope {
         let config = controller::Config::default().concurrency(self.options.concurrency);
         Controller::for_stream(avatar_events, ctx.caches.avatars.clone())
             .with_config(config)
+            .trigger_backoff(WatchBackoff::default())
             .watches_stream(triggers.config_map_events, move |meta| {
                 watches::users_of_config_map(&by_config_map, &meta)
             })
@@ -256,6 +257,7 @@ impl Scope {
             self.api::<DirectoryConnection>(),
             watcher::Config::default().any_semantic(),
         )
+        .trigger_backoff(WatchBackoff::default())
         .graceful_shutdown_on(wait_for(shutdown))
         .run(
             reconcile::connection::reconcile,

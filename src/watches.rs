@@ -1,17 +1,54 @@
 //! Watch streams and the mappings from changed objects to the UserAvatars that use them.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::crd::{DirectoryConnection, UserAvatar, UserAvatarSpec};
 use crate::usage::UsageIndex;
+
+/// Backoff of the watch streams after an error: 0.5 s doubling to 5 s, with jitter, reset
+/// after a success. kube-runtime's default grows to 30 s and resets only after two quiet
+/// minutes, which delays picking up changes by up to a minute after an API server restart.
+#[derive(Clone, Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_BACKOFF_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(WATCH_BACKOFF_MAX);
+        Some(crate::retry::jittered(delay))
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_BACKOFF_MIN;
+    }
+}
 
 /// Annotation that requests one upload of the current image even when its hash is unchanged.
 /// Any new value requests another; the handled value is echoed in `status.lastHandledReupload`.
@@ -141,4 +178,20 @@ pub fn users_of_connection(
 ) -> Vec<ObjectRef<UserAvatar>> {
     let namespace = connection.namespace().unwrap_or_default();
     usage.users_of_connection(&namespace, &connection.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_backoff_doubles_to_cap_and_resets() {
+        let mut backoff = WatchBackoff::default();
+        let delays: Vec<Duration> = (0..6).map(|_| backoff.next().unwrap()).collect();
+        assert!(delays[0] <= WATCH_BACKOFF_MIN, "{delays:?}");
+        assert!(delays[5] <= WATCH_BACKOFF_MAX, "{delays:?}");
+        assert!(delays[5] >= WATCH_BACKOFF_MAX.mul_f64(0.8), "{delays:?}");
+        backoff.reset();
+        assert!(backoff.next().unwrap() <= WATCH_BACKOFF_MIN);
+    }
 }
