@@ -343,3 +343,37 @@ async fn two_replicas_upload_once_and_fail_over() {
     }
     survivor.abort();
 }
+
+#[tokio::test]
+async fn url_recheck_is_conditional() {
+    let mut harness = Harness::new("url-etag").await;
+    harness
+        .images
+        .put("/carol.png", example_image("carol.png"), "image/png");
+    let url = harness.images.url("/carol.png");
+    harness.create_url_avatar("carol", BOB, &url).await;
+    harness.start_operator();
+    let first = harness.wait_for_ready("carol", "True", "UpToDate").await;
+    let validator = first.status.unwrap().source_version;
+    assert!(
+        validator.is_some(),
+        "no ETag recorded in status.sourceVersion"
+    );
+
+    // A spec change makes the operator look at the URL again.
+    let patch = json!({ "spec": { "interval": "2h" } });
+    let api = harness.api::<UserAvatar>();
+    api.patch("carol", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let generation = api.get("carol").await.unwrap().metadata.generation;
+    let observed = |a: &UserAvatar| a.status.as_ref().unwrap().observed_generation == generation;
+    harness
+        .wait_for("carol", "observed the new generation", observed)
+        .await;
+
+    let fetches = harness.images.requests_to("/carol.png");
+    assert_eq!(fetches.len(), 2);
+    assert_eq!(fetches[1].header("if-none-match"), validator.as_deref());
+    assert_eq!(harness.directory.uploads_for(BOB), 1);
+}
