@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use axum::Router;
@@ -76,6 +76,9 @@ pub struct StandInConfig {
     pub layout: Layout,
     /// Path prefix before the layout's path, such as `/api`. Empty by default.
     pub path_prefix: String,
+    /// Delay added before responding to every PUT on the avatar path, to model the service
+    /// time of the real API. Zero by default.
+    pub latency: Duration,
 }
 
 impl StandInConfig {
@@ -87,6 +90,7 @@ impl StandInConfig {
             token: token.into(),
             layout: Layout::Cloud,
             path_prefix: String::new(),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -99,6 +103,7 @@ impl fmt::Debug for StandInConfig {
             .field("token", &"<redacted>")
             .field("layout", &self.layout)
             .field("path_prefix", &self.path_prefix)
+            .field("latency", &self.latency)
             .finish()
     }
 }
@@ -125,6 +130,9 @@ pub enum Reply {
 pub struct RecordedRequest {
     /// Arrival number, starting at 0. [`DirectoryStandIn::clear`] does not reset it.
     pub id: u64,
+    /// Wall-clock time at which the request body was fully read, before any latency or
+    /// scripted delay.
+    pub received_at: SystemTime,
     pub method: String,
     /// Request path without the query string.
     pub path: String,
@@ -165,7 +173,11 @@ impl RecordedRequest {
     }
 
     fn is_upload_by(&self, user_id: &str) -> bool {
-        self.method == "PUT" && self.status == Some(200) && self.is_about(user_id)
+        self.is_successful_upload() && self.is_about(user_id)
+    }
+
+    fn is_successful_upload(&self) -> bool {
+        self.method == "PUT" && self.status == Some(200) && self.user_id.is_some()
     }
 
     fn is_about(&self, user_id: &str) -> bool {
@@ -242,6 +254,19 @@ impl DirectoryStandIn {
             .iter()
             .filter(|r| r.is_upload_by(user_id))
             .count()
+    }
+
+    /// Counts the PUT requests that got a 200 response, by user id. Users without one are
+    /// absent.
+    pub fn upload_counts(&self) -> BTreeMap<String, usize> {
+        self.shared.lock().upload_counts()
+    }
+
+    /// Returns the arrival times of the PUT requests that got a 200 response, oldest first.
+    pub fn upload_times(&self) -> Vec<SystemTime> {
+        let state = self.shared.lock();
+        let uploads = state.requests.iter().filter(|r| r.is_successful_upload());
+        uploads.map(|r| r.received_at).collect()
     }
 
     /// Counts every recorded request for this user, whatever its method or status.
@@ -334,6 +359,7 @@ async fn serve(listener: TcpListener, router: Router, mut stopped: watch::Receiv
 struct Shared {
     state: Mutex<StandInState>,
     stopped: watch::Receiver<bool>,
+    latency: Duration,
 }
 
 struct StandInState {
@@ -343,6 +369,17 @@ struct StandInState {
     requests: Vec<RecordedRequest>,
     replies: HashMap<String, Reply>,
     one_shot_replies: HashMap<String, VecDeque<Reply>>,
+}
+
+impl StandInState {
+    fn upload_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        let uploads = self.requests.iter().filter(|r| r.is_successful_upload());
+        for user_id in uploads.filter_map(|r| r.user_id.as_deref()) {
+            *counts.entry(user_id.to_owned()).or_insert(0) += 1;
+        }
+        counts
+    }
 }
 
 impl Shared {
@@ -358,6 +395,7 @@ impl Shared {
         Self {
             state: Mutex::new(state),
             stopped,
+            latency: config.latency,
         }
     }
 
@@ -376,6 +414,7 @@ impl Shared {
         state.next_id += 1;
         state.requests.push(RecordedRequest {
             id,
+            received_at: SystemTime::now(),
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             org_id: ids.map(|(org, _)| org.to_owned()),
@@ -484,6 +523,9 @@ async fn respond_to_avatar(
 ) -> Response {
     if parts.method != Method::PUT {
         return ApiError::method_not_allowed(&parts.method).into_response();
+    }
+    if !shared.latency.is_zero() {
+        shared.sleep(shared.latency).await;
     }
 
     match shared.next_reply(user_id) {
@@ -660,18 +702,7 @@ async fn list_requests(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedRe
 }
 
 async fn count_uploads(State(shared): State<Arc<Shared>>) -> Json<BTreeMap<String, usize>> {
-    let state = shared.lock();
-    let mut counts = BTreeMap::new();
-    for request in &state.requests {
-        if let Some(user_id) = request
-            .user_id
-            .as_deref()
-            .filter(|user| request.is_upload_by(user))
-        {
-            *counts.entry(user_id.to_owned()).or_insert(0) += 1;
-        }
-    }
-    Json(counts)
+    Json(shared.lock().upload_counts())
 }
 
 /// An error response with the `{code, message, details}` body of the Directory API.

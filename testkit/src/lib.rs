@@ -2,6 +2,7 @@
 //! stand-in for the Yandex 360 Directory API, and a small image server. None of it ships in the
 //! operator binary.
 
+pub mod bench;
 pub mod cluster;
 pub mod directory;
 pub mod images;

@@ -382,6 +382,50 @@ async fn unknown_path_returns_404() {
 }
 
 #[tokio::test]
+async fn latency_delays_every_upload() {
+    let config = StandInConfig {
+        latency: Duration::from_millis(200),
+        ..StandInConfig::new(ORG_ID, TOKEN)
+    };
+    let stand_in = DirectoryStandIn::start(config).await.unwrap();
+    let started = Instant::now();
+
+    let response = put_avatar(&stand_in.avatar_url("42"), TOKEN, "image/png", ALICE_PNG).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "responded after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn upload_counts_and_times_cover_successes_only() {
+    let stand_in = start_stand_in().await;
+    let before = std::time::SystemTime::now();
+    for user in ["42", "42", "43"] {
+        put_avatar(&stand_in.avatar_url(user), TOKEN, "image/png", ALICE_PNG).await;
+    }
+    put_avatar(
+        &stand_in.avatar_url("44"),
+        "wrong-token",
+        "image/png",
+        ALICE_PNG,
+    )
+    .await;
+
+    let counts = stand_in.upload_counts();
+    assert_eq!(counts.get("42"), Some(&2));
+    assert_eq!(counts.get("43"), Some(&1));
+    assert_eq!(counts.get("44"), None);
+    let times = stand_in.upload_times();
+    assert_eq!(times.len(), 3);
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+    assert!(times[0] >= before, "{times:?} before {before:?}");
+}
+
+#[tokio::test]
 async fn on_prem_layout_accepts_upload() {
     let config = StandInConfig {
         layout: Layout::OnPremises,
