@@ -33,6 +33,8 @@ struct SharedCluster {
     kubeconfig_yaml: String,
 }
 
+// NOTE: the shared cluster is never dropped, so its temporary directory (y360-cluster-* in the
+// system temp folder) stays behind after each test binary; its processes die with the binary.
 static CLUSTER: OnceLock<Result<SharedCluster, String>> = OnceLock::new();
 
 /// Starts the shared control plane once and installs the CRDs from `crds/`. The cluster lives
