@@ -2,14 +2,12 @@
 //! until SIGTERM or SIGINT. Each request is logged in one line to stderr, without headers, so
 //! the token never appears in the log.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 use y360_testkit::directory::{DirectoryStandIn, Layout, StandInConfig};
 
 #[derive(Parser)]
@@ -57,13 +55,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    y360_testkit::init_logging();
 
     let cli = Cli::parse();
     let token = resolve_token(cli.token, cli.token_file.as_deref())?;

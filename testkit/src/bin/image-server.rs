@@ -2,14 +2,12 @@
 //! SIGTERM or SIGINT. Each file is read again on every request, so replacing a file changes
 //! what the next request gets.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 use y360_testkit::images::{ImageServer, ImageServerConfig};
 
 #[derive(Parser)]
@@ -26,13 +24,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    y360_testkit::init_logging();
 
     let cli = Cli::parse();
     if !cli.dir.is_dir() {

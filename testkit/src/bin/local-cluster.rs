@@ -1,13 +1,11 @@
 //! Runs a local control plane (etcd and kube-apiserver) in the foreground for the demo and
 //! for manual testing, until SIGTERM or SIGINT.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 use y360_testkit::cluster::LocalCluster;
 
 #[derive(Parser)]
@@ -36,13 +34,7 @@ enum CliCommand {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    y360_testkit::init_logging();
 
     match Cli::parse().command {
         CliCommand::Up {
