@@ -67,7 +67,7 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-/// What the controllers share with the process around them.
+/// State the controllers share with the process around them.
 #[derive(Clone)]
 pub struct Hooks {
     pub metrics: Arc<Metrics>,

@@ -16,6 +16,9 @@ pub enum DirectoryError {
     #[error("invalid Directory API URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: &'static str },
 
+    #[error("the OAuth token is not a valid HTTP header value")]
+    InvalidToken,
+
     #[error("Directory API request timed out")]
     TimedOut,
 
@@ -112,10 +115,7 @@ impl DirectoryClient {
         image: &Image,
     ) -> Result<Uploaded, DirectoryError> {
         let url = avatar_url(endpoint, user_id)?;
-        let authorization = token.header_value().ok_or(DirectoryError::InvalidUrl {
-            url: url.to_string(),
-            reason: "the token is not a valid HTTP header value",
-        })?;
+        let authorization = token.header_value().ok_or(DirectoryError::InvalidToken)?;
 
         let request = self
             .http
@@ -201,6 +201,7 @@ impl DirectoryError {
     pub fn to_failure(&self) -> Failure {
         let (reason, message) = match self {
             Self::InvalidUrl { .. } => (Reason::InvalidSpec, self.to_string()),
+            Self::InvalidToken => (Reason::CredentialsInvalid, self.to_string()),
             Self::TimedOut => (Reason::DirectoryUnavailable, self.to_string()),
             Self::Request(_) => (
                 Reason::DirectoryUnavailable,

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::controller::Shutdown;
 
-/// Which Lease to hold, and for how long.
+/// Name, holder identity and timing of the leader Lease.
 #[derive(Clone, Debug)]
 pub struct LeaseSettings {
     pub namespace: String,

@@ -1,5 +1,5 @@
 //! Fixed failure and success reasons. Each one is used unchanged as a condition reason, an
-//! Event reason and a metric label, so the set stays small and never holds object names.
+//! Event reason and a metric label, so the set stays small and never contains object names.
 
 /// Cause of a UserAvatar being up to date or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,7 +29,7 @@ pub enum Reason {
     KubernetesApiError,
 }
 
-/// How a failure clears.
+/// Recovery path of a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recovery {
     /// Retrying the same request may succeed: back off and try again.
@@ -87,7 +87,7 @@ impl std::fmt::Display for Reason {
     }
 }
 
-/// A failure as it is shown to users: a fixed reason and a stable message that holds no
+/// A failure as it is shown to users: a fixed reason and a stable message that contains no
 /// timestamps, request ids, tokens or upstream response bodies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {

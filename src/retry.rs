@@ -7,7 +7,7 @@ use crate::reason::{Failure, Recovery};
 
 /// First delay after a transient failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Longest delay between transient retries.
+/// Maximum delay between transient retries.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 /// Longest `Retry-After` that is honoured as given; a longer one is capped to this.
 pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(60 * 60);

@@ -10,7 +10,7 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
-/// What one reconcile found or did.
+/// Result of one reconcile.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// `spec.suspend` is true.

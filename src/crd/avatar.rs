@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct UserAvatarSpec {
-    /// DirectoryConnection in the same namespace that says which organization to upload to.
+    /// DirectoryConnection in the same namespace that names the organization to upload to.
     #[serde(default)]
     pub connection_ref: ConnectionReference,
 
@@ -54,7 +54,7 @@ pub struct UserAvatarSpec {
     #[schemars(regex(pattern = r"^[0-9]{1,20}$"))]
     pub user_id: String,
 
-    /// Where the image bytes come from: exactly one of `configMap` and `url`.
+    /// Source of the image bytes: exactly one of `configMap` and `url`.
     pub source: ImageSource,
 
     /// How often a `url` source is fetched again to look for a new image, as a duration such
@@ -156,7 +156,7 @@ pub struct UserAvatarStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reupload: Option<String>,
 
-    /// `Ready` is True when the current image is uploaded. Its reason says why it is not.
+    /// `Ready` is True when the current image is uploaded. Its reason gives the cause when it is not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Default base URL of the Directory API.
 pub const DEFAULT_API_URL: &str = "https://api360.yandex.net";
 
-/// How to reach one Yandex 360 organization: its id, the API base URL and the Secret that holds
+/// How to reach one Yandex 360 organization: its id, the API base URL and the Secret that contains
 /// an OAuth token with the `directory:write_users` scope.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -59,7 +59,7 @@ pub struct DirectoryConnectionSpec {
     #[serde(default)]
     pub path_layout: PathLayout,
 
-    /// Secret in the same namespace and the key in it that holds the OAuth token.
+    /// Secret in the same namespace and the key in it that contains the OAuth token.
     pub token_secret_ref: SecretKeyReference,
 }
 

@@ -1,6 +1,6 @@
 //! What the operator remembers about each UserAvatar between reconciles, in memory only.
-//! Status is the durable record; this closes the gap until the watch delivers the status just
-//! written, and holds retry timing that must not be written to status.
+//! Status is the durable record. This memory closes the gap until the watch delivers the status
+//! just written, and contains retry timing that must not be written to status.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -73,7 +73,7 @@ impl Error {
 /// Watch caches of one scope.
 pub struct Caches {
     pub avatars: Store<UserAvatar>,
-    /// Which UserAvatars use which ConfigMap and DirectoryConnection.
+    /// Index of the UserAvatars that use each ConfigMap and DirectoryConnection.
     pub usage: UsageIndex,
     pub connections: Store<DirectoryConnection>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,

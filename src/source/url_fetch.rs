@@ -10,7 +10,7 @@ use url::Url;
 
 use super::SourceError;
 
-/// Which URLs may be fetched. Addresses inside the cluster or the host (loopback, private,
+/// Policy for the URLs that may be fetched. Addresses inside the cluster or the host (loopback, private,
 /// link-local including the cloud metadata address, carrier-grade NAT, IPv6 unique-local) are
 /// refused unless `allowed_networks` names them.
 #[derive(Clone, Debug, Default)]
